@@ -1,0 +1,66 @@
+// common.h: binding helpers: strict NumPy array access (no silent casts) and OutputStage assembly.
+#pragma once
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <string>
+
+#include "qkern/common.h"
+#include "qkern/requant.h"
+
+namespace qk::bind {
+
+namespace py = pybind11;
+
+inline DType dtype_of(const py::array& a, const char* name) {
+  if (a.dtype().is(py::dtype::of<uint8_t>())) return DType::kUint8;
+  if (a.dtype().is(py::dtype::of<int8_t>())) return DType::kInt8;
+  if (a.dtype().is(py::dtype::of<int32_t>())) return DType::kInt32;
+  throw py::type_error(std::string(name) + " must have dtype uint8, int8 or int32");
+}
+
+inline void require_c_contiguous(const py::array& a, const char* name) {
+  if (!(a.flags() & py::array::c_style)) throw py::value_error(std::string(name) + " must be C-contiguous");
+}
+
+template <typename T>
+const T* typed_ptr(const py::array& a, const char* name, py::ssize_t expected_size) {
+  if (!a.dtype().is(py::dtype::of<T>())) throw py::type_error(std::string(name) + " has the wrong dtype");
+  require_c_contiguous(a, name);
+  if (a.size() != expected_size)
+    throw py::value_error(std::string(name) + " must have " + std::to_string(expected_size) + " elements");
+  return static_cast<const T*>(a.data());
+}
+
+// Requant parameters as passed from python/qkern/requant.py (Requant.expanded), one entry per channel.
+struct StageArgs {
+  int mode;
+  py::array multiplier, shift, fmultiplier;
+  int32_t zero_point, qmin, qmax;
+};
+
+inline OutputStage make_stage(const StageArgs& s, py::ssize_t channels, DType out_dtype) {
+  OutputStage os;
+  if (s.mode < 0 || s.mode > 3) throw py::value_error("requant mode must be in [0, 3]");
+  os.mode = static_cast<RequantMode>(s.mode);
+  os.out_dtype = out_dtype;
+  if (os.mode == RequantMode::kRaw) {
+    if (out_dtype != DType::kInt32) throw py::type_error("raw output must be int32");
+    return os;
+  }
+  if (out_dtype == DType::kInt32) throw py::type_error("requantized output must be uint8 or int8");
+  os.multiplier = typed_ptr<int32_t>(s.multiplier, "multiplier", channels);
+  os.shift = typed_ptr<int32_t>(s.shift, "shift", channels);
+  os.fmultiplier = typed_ptr<float>(s.fmultiplier, "fmultiplier", channels);
+  for (py::ssize_t i = 0; i < channels; ++i) {
+    if (os.mode != RequantMode::kFp32 && (os.shift[i] < -31 || os.shift[i] > 30 || os.multiplier[i] < 0))
+      throw py::value_error("shift must be in [-31, 30] and multiplier >= 0");
+  }
+  os.zero_point = s.zero_point;
+  os.qmin = s.qmin;
+  os.qmax = s.qmax;
+  return os;
+}
+
+}  // namespace qk::bind

@@ -1,0 +1,24 @@
+// gemm_scalar.cc: the scalar GEMM, plain loops over the unpacked operands with wrapping int32 sums.
+#include <vector>
+
+#include "qkern/ops.h"
+#include "qkern/scalar_common.h"
+
+namespace qk {
+
+void gemm_scalar(const GemmProblem& p) {
+  const std::vector<int32_t> bc = centre_matrix(p.b, p.b_type, p.k, p.n, p.ldb, p.b_zero_point, p.n);
+  std::vector<uint32_t> acc(static_cast<size_t>(p.n));
+  char* c = static_cast<char*>(p.c);
+  const int64_t esize = out_elem_size(p.stage.out_dtype);
+  for (int64_t i = 0; i < p.m; ++i) {
+    init_acc(acc.data(), p.bias, p.n);
+    for (int64_t kk = 0; kk < p.k; ++kk) {
+      const int32_t a = load_q(p.a, p.a_type, i * p.lda + kk) - p.a_zero_point;
+      if (a != 0) axpy_wrap(acc.data(), a, bc.data() + kk * p.n, p.n);
+    }
+    store_row(acc.data(), p.n, p.n, p.stage, c + i * p.ldc * esize);
+  }
+}
+
+}  // namespace qk

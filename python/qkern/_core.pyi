@@ -1,0 +1,65 @@
+"""Type stubs of the compiled qkern._core module (internal; the public API is in qkern)."""
+
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+class ArgumentError(ValueError): ...
+
+class StageArgs:
+    def __init__(
+        self,
+        mode: int,
+        multiplier: npt.NDArray[np.int32],
+        shift: npt.NDArray[np.int32],
+        fmultiplier: npt.NDArray[np.float32],
+        zero_point: int,
+        qmin: int,
+        qmax: int,
+    ) -> None: ...
+
+def gemm(
+    a: npt.NDArray[Any],
+    b: npt.NDArray[Any],
+    a_zero_point: int,
+    b_zero_point: npt.NDArray[np.int32],
+    bias: npt.NDArray[np.int32] | None,
+    stage: StageArgs,
+    out: npt.NDArray[Any],
+) -> None: ...
+def conv3x3(
+    x: npt.NDArray[Any],
+    w: npt.NDArray[Any],
+    stride: int,
+    padding: int,
+    x_zero_point: int,
+    w_zero_point: npt.NDArray[np.int32],
+    bias: npt.NDArray[np.int32] | None,
+    stage: StageArgs,
+    out: npt.NDArray[Any],
+) -> None: ...
+def deconv2x2(
+    x: npt.NDArray[Any],
+    w: npt.NDArray[Any],
+    x_zero_point: int,
+    w_zero_point: npt.NDArray[np.int32],
+    bias: npt.NDArray[np.int32] | None,
+    stage: StageArgs,
+    out: npt.NDArray[Any],
+) -> None: ...
+def saturating_rounding_doubling_high_mul(
+    a: npt.NDArray[np.int32], b: npt.NDArray[np.int32]
+) -> npt.NDArray[np.int32]: ...
+def rounding_divide_by_pot(x: npt.NDArray[np.int32], e: npt.NDArray[np.int32]) -> npt.NDArray[np.int32]: ...
+def saturating_shift_left(x: npt.NDArray[np.int32], e: npt.NDArray[np.int32]) -> npt.NDArray[np.int32]: ...
+def multiply_by_quantized_multiplier_single(
+    x: npt.NDArray[np.int32], multiplier: npt.NDArray[np.int32], shift: npt.NDArray[np.int32]
+) -> npt.NDArray[np.int64]: ...
+def multiply_by_quantized_multiplier_gemmlowp(
+    x: npt.NDArray[np.int32], multiplier: npt.NDArray[np.int32], shift: npt.NDArray[np.int32]
+) -> npt.NDArray[np.int32]: ...
+def requantize(
+    acc: npt.NDArray[np.int32], bias: npt.NDArray[np.int32] | None, stage: StageArgs, out: npt.NDArray[Any]
+) -> None: ...
+def build_info() -> dict[str, str]: ...

@@ -1,0 +1,147 @@
+"""The `qkern` command line: info, demo and bench (also `python -m qkern`)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections.abc import Sequence
+
+import numpy as np
+
+from . import _backend
+from .ops import gemm
+from .qparams import calc_qparams
+from .requant import Requant
+from .runtime import info
+
+
+def _cmd_info(args: argparse.Namespace) -> int:
+    d = info()
+    if args.json:
+        print(json.dumps(d, indent=2, default=str))
+    else:
+        width = max(len(k) for k in d)
+        for k, v in d.items():
+            print(f"{k:<{width}}  {v}")
+    return 0
+
+
+def _sqnr_db(ref: np.ndarray, approx: np.ndarray) -> float:
+    noise = float(np.sum((ref.astype(np.float64) - approx) ** 2))
+    return float("inf") if noise == 0 else 10 * np.log10(float(np.sum(ref.astype(np.float64) ** 2)) / noise)
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    """Quantize a float layer y = relu(x @ w), run it in integers, compare with float and with the reference."""
+    rng = np.random.default_rng(args.seed)
+    m, k, n = args.m, args.k, args.n
+    x = np.maximum(rng.standard_normal((m, k)), 0).astype(np.float32)
+    w = (rng.standard_normal((k, n)) / np.sqrt(k)).astype(np.float32)
+    y = np.maximum(x @ w, 0)
+    xq_p = calc_qparams(x.min(), x.max(), "uint8")
+    wq_p = calc_qparams(w.min(axis=0), w.max(axis=0), "int8", symmetric=True, axis=1)
+    yq_p = calc_qparams(0.0, float(y.max()), "uint8")
+    xq, wq = xq_p.quantize(x), wq_p.quantize(w)
+    print(f"qkern demo: y = relu(x[{m},{k}] @ w[{k},{n}]), uint8 activations, per-channel int8 weights")
+    print(f"  native backend: {_backend.core is not None}; {info()['isa']}")
+    ok = True
+    for rounding in ("gemmlowp", "single", "fp32"):
+        rq = Requant.from_scales(xq_p.scale, wq_p.scale, yq_p.scale, yq_p.zero_point, rounding=rounding, relu=True)
+        t0 = time.perf_counter()
+        yq = gemm(xq, wq, a_zero_point=xq_p.zero_point, b_zero_point=wq_p.zero_point, requant=rq)
+        dt = time.perf_counter() - t0
+        with _backend.backend("reference"):
+            yr = gemm(xq, wq, a_zero_point=xq_p.zero_point, b_zero_point=wq_p.zero_point, requant=rq)
+        exact = bool(np.array_equal(yq, yr))
+        ok &= exact
+        sqnr = _sqnr_db(y, yq_p.dequantize(yq))
+        print(
+            f"  {rounding:<8}  SQNR vs float {sqnr:5.1f} dB   native == reference: {exact}   "
+            f"{2 * m * k * n / dt / 1e9:7.2f} GOP/s"
+        )
+    return 0 if ok else 1
+
+
+def _parse_shapes(text: str) -> list[tuple[int, int, int]]:
+    shapes = []
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.replace("x", " ").replace(",", " ").split()
+        if len(parts) != 3:
+            raise ValueError(f"shape line must be 'M N K', got {line!r}")
+        shapes.append(tuple(int(p) for p in parts))
+    return shapes
+
+
+def _median_time(fn, repeat: int) -> float:
+    fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def _cmd_bench(args: argparse.Namespace) -> int:
+    if args.op != "gemm":
+        print(f"qkern bench: op {args.op!r} is not available yet", file=sys.stderr)
+        return 2
+    shapes = _parse_shapes(open(args.shapes).read()) if args.shapes else [(64, 256, 256), (256, 512, 512)]
+    rng = np.random.default_rng(0)
+    rows = []
+    for m, n, k in shapes:
+        a = rng.integers(0, 256, (m, k), dtype=np.uint8)
+        b = rng.integers(-128, 128, (k, n), dtype=np.int8)
+        want = a.astype(np.int32) @ b.astype(np.int32)
+        if not np.array_equal(gemm(a, b), want):
+            print(f"qkern bench: wrong answer for {m}x{n}x{k}", file=sys.stderr)
+            return 1
+        ops = 2.0 * m * n * k
+        t_q = _median_time(lambda a=a, b=b: gemm(a, b), args.repeat)
+        t_np = _median_time(lambda a=a, b=b: a.astype(np.int32) @ b.astype(np.int32), args.repeat)
+        rows.append({"m": m, "n": n, "k": k, "qkern_gops": ops / t_q / 1e9, "numpy_int32_gops": ops / t_np / 1e9})
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        print(f"{'M':>6} {'N':>6} {'K':>6} {'qkern GOP/s':>12} {'numpy GOP/s':>12} {'ratio':>6}")
+        for r in rows:
+            print(
+                f"{r['m']:>6} {r['n']:>6} {r['k']:>6} {r['qkern_gops']:>12.2f} {r['numpy_int32_gops']:>12.2f} "
+                f"{r['qkern_gops'] / r['numpy_int32_gops']:>6.2f}"
+            )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="qkern", description="Exact quantized CPU kernels: tools and checks.")
+    sub = p.add_subparsers(dest="command", required=True)
+    pi = sub.add_parser("info", help="build, backend, ISA and thread information")
+    pi.add_argument("--json", action="store_true", help="print as JSON")
+    pi.set_defaults(func=_cmd_info)
+    pd = sub.add_parser("demo", help="quantize a float layer, run it in integers, check it against the reference")
+    pd.add_argument("--m", type=int, default=256, help="rows of x (default 256)")
+    pd.add_argument("--k", type=int, default=512, help="inner dimension (default 512)")
+    pd.add_argument("--n", type=int, default=256, help="output channels (default 256)")
+    pd.add_argument("--seed", type=int, default=0, help="random seed")
+    pd.set_defaults(func=_cmd_demo)
+    pb = sub.add_parser("bench", help="verify, then time kernels against peers in the same run")
+    pb.add_argument("op", choices=["gemm", "conv3x3", "deconv2x2"], help="kernel to benchmark")
+    pb.add_argument("--shapes", help="file with one 'M N K' per line (# comments)")
+    pb.add_argument("--repeat", type=int, default=10, help="timed repetitions per shape; the median is reported")
+    pb.add_argument("--json", action="store_true", help="print results as JSON")
+    pb.set_defaults(func=_cmd_bench)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
