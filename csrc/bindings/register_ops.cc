@@ -6,6 +6,8 @@
 #include <optional>
 
 #include "bindings/common.h"
+#include "qkern/gemm.h"
+#include "qkern/isa.h"
 #include "qkern/ops.h"
 
 namespace qk::bind {
@@ -30,29 +32,50 @@ void check_shape(const py::array& a, const char* name, std::initializer_list<py:
     if (a.shape(i++) != s) throw py::value_error(std::string(name) + " has the wrong shape");
 }
 
+// Weights packed once for the ISA selected at construction (PackedGemm in python/qkern/packed.py).
+class PackedGemmCore {
+ public:
+  PackedGemmCore(const py::array& b, const py::array& b_zp, const std::optional<py::array>& bias,
+                 const StageArgs& stage, const std::string& out_dtype) {
+    if (b.ndim() != 2) throw py::value_error("b must be 2-D");
+    const DType bt = quant_dtype(b, "b");
+    const py::ssize_t k = b.shape(0), n = b.shape(1);
+    const DType out = out_dtype == "int32" ? DType::kInt32 : out_dtype == "uint8" ? DType::kUint8 : DType::kInt8;
+    const OutputStage os = make_stage(stage, n, out);
+    const int32_t* zp = typed_ptr<int32_t>(b_zp, "b_zero_point", n);
+    const int32_t* bi = optional_bias(bias, n);
+    py::gil_scoped_release release;
+    packed_ = pack_b(current_isa(), b.data(), bt, k, n, n, zp, bi, os);
+  }
+
+  void run(const py::array& a, int32_t a_zp, py::array& out) const {
+    const PackedB& pb = *packed_;
+    if (a.ndim() != 2 || a.shape(1) != pb.k) throw py::value_error("a must be [M, K] with K matching the weights");
+    const DType at = quant_dtype(a, "a");
+    check_shape(out, "out", {a.shape(0), pb.n});
+    require_c_contiguous(out, "out");
+    if (dtype_of(out, "out") != pb.stage.out_dtype) throw py::type_error("out has the wrong dtype");
+    const void* ap = a.data();
+    void* cp = out.mutable_data();
+    const int64_t m = a.shape(0);
+    py::gil_scoped_release release;
+    gemm_packed(pb, ap, at, m, pb.k, a_zp, cp, pb.n);
+  }
+
+  std::string isa() const { return isa_name(packed_->isa); }
+  int64_t k() const { return packed_->k; }
+  int64_t n() const { return packed_->n; }
+
+ private:
+  std::unique_ptr<PackedB> packed_;
+};
+
 void gemm(const py::array& a, const py::array& b, int32_t a_zp, const py::array& b_zp,
           const std::optional<py::array>& bias, const StageArgs& stage, py::array& out) {
   if (a.ndim() != 2 || b.ndim() != 2 || a.shape(1) != b.shape(0)) throw py::value_error("gemm: need a[M,K], b[K,N]");
-  GemmProblem p;
-  p.m = a.shape(0);
-  p.k = a.shape(1);
-  p.n = b.shape(1);
-  p.a = a.data();
-  p.a_type = quant_dtype(a, "a");
-  p.lda = p.k;
-  p.b = b.data();
-  p.b_type = quant_dtype(b, "b");
-  p.ldb = p.n;
-  p.a_zero_point = a_zp;
-  p.b_zero_point = typed_ptr<int32_t>(b_zp, "b_zero_point", p.n);
-  p.bias = optional_bias(bias, p.n);
-  check_shape(out, "out", {p.m, p.n});
-  require_c_contiguous(out, "out");
-  p.stage = make_stage(stage, p.n, dtype_of(out, "out"));
-  p.c = out.mutable_data();
-  p.ldc = p.n;
-  py::gil_scoped_release release;
-  gemm_scalar(p);
+  const DType out_t = dtype_of(out, "out");
+  const PackedGemmCore packed(b, b_zp, bias, stage, out_t == DType::kInt32 ? "int32" : dtype_name(out_t));
+  packed.run(a, a_zp, out);
 }
 
 void conv3x3(const py::array& x, const py::array& w, int stride, int padding, int32_t x_zp, const py::array& w_zp,
@@ -116,6 +139,14 @@ void register_ops(py::module_& m) {
       .def(py::init<int, py::array, py::array, py::array, int32_t, int32_t, int32_t>(), py::arg("mode"),
            py::arg("multiplier"), py::arg("shift"), py::arg("fmultiplier"), py::arg("zero_point"), py::arg("qmin"),
            py::arg("qmax"));
+  py::class_<PackedGemmCore>(m, "PackedGemm", "B packed once for the selected ISA (internal).")
+      .def(py::init<const py::array&, const py::array&, const std::optional<py::array>&, const StageArgs&,
+                    const std::string&>(),
+           py::arg("b"), py::arg("b_zero_point"), py::arg("bias"), py::arg("stage"), py::arg("out_dtype"))
+      .def("run", &PackedGemmCore::run, py::arg("a"), py::arg("a_zero_point"), py::arg("out"))
+      .def_property_readonly("isa", &PackedGemmCore::isa)
+      .def_property_readonly("k", &PackedGemmCore::k)
+      .def_property_readonly("n", &PackedGemmCore::n);
   m.def("gemm", &gemm, py::arg("a"), py::arg("b"), py::arg("a_zero_point"), py::arg("b_zero_point"), py::arg("bias"),
         py::arg("stage"), py::arg("out"));
   m.def("conv3x3", &conv3x3, py::arg("x"), py::arg("w"), py::arg("stride"), py::arg("padding"),

@@ -1,7 +1,11 @@
 // register_runtime.cc: build and runtime introspection of the native core (compiler, flags, kernels).
 #include <pybind11/pybind11.h>
 
+#include <pybind11/stl.h>
+
 #include "bindings/common.h"
+#include "qkern/isa.h"
+#include "qkern/threadpool.h"
 
 #ifndef QKERN_CXX_FLAGS
 #define QKERN_CXX_FLAGS "unknown"
@@ -36,6 +40,28 @@ void register_runtime(py::module_& m) {
     d["flags"] = QKERN_CXX_FLAGS;
     d["build_type"] = QKERN_BUILD_TYPE;
     return d;
+  });
+  m.def("available_isas", []() {
+    std::vector<std::string> out;
+    for (Isa isa : available_isas()) out.emplace_back(isa_name(isa));
+    return out;
+  });
+  m.def("get_isa", []() { return std::string(isa_name(current_isa())); });
+  m.def("set_isa", [](const std::string& name) {
+    Isa isa;
+    if (!parse_isa(name, &isa)) throw py::value_error("unknown ISA name: " + name);
+    set_current_isa(isa);
+  });
+  m.def("get_num_threads", &get_num_threads);
+  m.def("set_num_threads", &set_num_threads);
+  m.def("kernels", []() {
+    py::list out;
+#define QK_KERNEL(isa, tile, pack, mr, nr, kr) \
+  out.append(py::dict(py::arg("isa") = isa_name(isa), py::arg("name") = #tile, py::arg("mr") = mr, \
+                      py::arg("nr") = nr, py::arg("kr") = kr));
+#include "qkern/kernels.inc"
+#undef QK_KERNEL
+    return out;
   });
 }
 

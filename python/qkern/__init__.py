@@ -8,11 +8,13 @@ from ._backend import backend, get_backend, set_backend
 from ._version import __version__
 from .fixedpoint import quantize_multiplier
 from .ops import conv3x3, conv_transpose2x2, gemm
+from .packed import PackedGemm
 from .qparams import QParams, calc_qparams, dequantize, quantize
 from .requant import Requant, requantize
-from .runtime import available_isas, get_isa, get_num_threads, info
+from .runtime import available_isas, get_isa, get_num_threads, info, kernels, set_isa, set_num_threads
 
 __all__ = [
+    "PackedGemm",
     "QParams",
     "Requant",
     "__version__",
@@ -27,8 +29,11 @@ __all__ = [
     "get_isa",
     "get_num_threads",
     "info",
+    "kernels",
     "quantize",
     "quantize_multiplier",
     "requantize",
     "set_backend",
+    "set_isa",
+    "set_num_threads",
 ]

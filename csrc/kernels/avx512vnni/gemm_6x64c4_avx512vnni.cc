@@ -1,0 +1,232 @@
+// gemm_6x64c4_avx512vnni.cc: 6x64 VNNI tile (24 zmm accumulators, vpdpbusd), B packing, fused output stage.
+//
+// Compiled with -mavx512f -mavx512bw -mavx512vl -mavx512vnni only; reached only when CPUID says so.
+// vpdpbusd (not the saturating vpdpbusds) wraps like the int32 reference (docs/quantization.md eq. (6)).
+#include <immintrin.h>
+
+#include <cstring>
+
+#include "qkern/gemm.h"
+
+namespace qk {
+
+namespace {
+
+constexpr int kNR = 64;
+constexpr int kKR = 4;
+
+inline __m512i bcast_quad(const uint8_t* p, uint32_t flip) {
+  uint32_t v;
+  std::memcpy(&v, p, 4);
+  return _mm512_set1_epi32(static_cast<int>(v ^ flip));
+}
+
+// The last K % 4 bytes of a row, zero-filled: padded B rows are 0, so the fill never matters.
+inline __m512i bcast_tail(const uint8_t* p, int64_t bytes, uint32_t flip) {
+  uint32_t v = 0;
+  std::memcpy(&v, p, static_cast<size_t>(bytes));
+  return _mm512_set1_epi32(static_cast<int>(v ^ flip));
+}
+
+// 64-bit signed products of the even and odd int32 lanes.
+inline __m512i odd_lanes(__m512i x) { return _mm512_srli_epi64(x, 32); }
+inline __m512i merge_even_odd(__m512i even, __m512i odd) {
+  return _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32));
+}
+
+// Eq. (9) for a non-negative multiplier: floor((x*M + 2^30) / 2^31), per int32 lane.
+inline __m512i srdhm(__m512i x, __m512i m) {
+  const __m512i half = _mm512_set1_epi64(int64_t{1} << 30);
+  const __m512i e = _mm512_srai_epi64(_mm512_add_epi64(_mm512_mul_epi32(x, m), half), 31);
+  const __m512i o = _mm512_srai_epi64(_mm512_add_epi64(_mm512_mul_epi32(odd_lanes(x), odd_lanes(m)), half), 31);
+  return merge_even_odd(e, o);
+}
+
+// Eq. (10) with a per-lane exponent in [0, 31].
+inline __m512i rounding_divide_by_pot(__m512i x, __m512i e) {
+  const __m512i one = _mm512_set1_epi32(1);
+  const __m512i mask = _mm512_sub_epi32(_mm512_sllv_epi32(one, e), one);
+  const __m512i rem = _mm512_and_si512(x, mask);
+  __m512i thr = _mm512_srai_epi32(mask, 1);
+  thr = _mm512_mask_add_epi32(thr, _mm512_cmplt_epi32_mask(x, _mm512_setzero_si512()), thr, one);
+  const __m512i q = _mm512_srav_epi32(x, e);
+  return _mm512_mask_add_epi32(q, _mm512_cmpgt_epi32_mask(rem, thr), q, one);
+}
+
+// Eq. (11) with a per-lane exponent in [0, 31].
+inline __m512i saturating_shift_left(__m512i x, __m512i e) {
+  const __m512i shifted = _mm512_sllv_epi32(x, e);
+  const __mmask16 overflow = _mm512_cmpneq_epi32_mask(_mm512_srav_epi32(shifted, e), x);
+  const __m512i sat = _mm512_mask_blend_epi32(_mm512_cmplt_epi32_mask(x, _mm512_setzero_si512()),
+                                              _mm512_set1_epi32(kInt32Max), _mm512_set1_epi32(kInt32Min));
+  return _mm512_mask_blend_epi32(overflow, shifted, sat);
+}
+
+// Eq. (12), the exact int64 result clamped to [lo, hi] (int64 lanes) before narrowing.
+inline __m512i single_rounding_clamped(__m512i x, __m512i m, __m512i shift, __m512i lo, __m512i hi) {
+  const __m512i total = _mm512_sub_epi32(_mm512_set1_epi32(31), shift);
+  const __m512i one64 = _mm512_set1_epi64(1);
+  const __m512i low32 = _mm512_set1_epi64(0xFFFFFFFF);
+  const __m512i te = _mm512_and_si512(total, low32), to = odd_lanes(total);
+  __m512i e = _mm512_mul_epi32(x, m);
+  e = _mm512_srav_epi64(_mm512_add_epi64(e, _mm512_sllv_epi64(one64, _mm512_sub_epi64(te, one64))), te);
+  __m512i o = _mm512_mul_epi32(odd_lanes(x), odd_lanes(m));
+  o = _mm512_srav_epi64(_mm512_add_epi64(o, _mm512_sllv_epi64(one64, _mm512_sub_epi64(to, one64))), to);
+  e = _mm512_min_epi64(_mm512_max_epi64(e, lo), hi);
+  o = _mm512_min_epi64(_mm512_max_epi64(o, lo), hi);
+  return merge_even_odd(e, o);
+}
+
+// Requantizes 16 accumulators of columns [col, col+16) and stores the first `lanes` of them.
+inline void store16(__m512i v, const OutputStage& os, int64_t col, void* dst, __mmask16 lanes) {
+  if (os.mode == RequantMode::kRaw) {
+    _mm512_mask_storeu_epi32(dst, lanes, v);
+    return;
+  }
+  const int32_t lo = os.qmin - os.zero_point, hi = os.qmax - os.zero_point;
+  __m512i r;
+  if (os.mode == RequantMode::kFp32) {
+    // Eq. (16): float32(v) (RNE), one float32 multiply, clamp in float (bounds are integers, so it
+    // commutes with rounding), round half-even with an explicit rounding mode.
+    const __m512 f = _mm512_cvt_roundepi32_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 p = _mm512_mul_ps(f, _mm512_loadu_ps(os.fmultiplier + col));
+    p = _mm512_min_ps(_mm512_max_ps(p, _mm512_set1_ps(static_cast<float>(lo))), _mm512_set1_ps(static_cast<float>(hi)));
+    r = _mm512_cvt_roundps_epi32(p, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  } else {
+    const __m512i m = _mm512_loadu_si512(os.multiplier + col);
+    const __m512i s = _mm512_loadu_si512(os.shift + col);
+    if (os.mode == RequantMode::kGemmlowp) {  // eq. (13)-(14)
+      const __m512i zero = _mm512_setzero_si512();
+      const __m512i left = _mm512_max_epi32(s, zero), right = _mm512_max_epi32(_mm512_sub_epi32(zero, s), zero);
+      r = rounding_divide_by_pot(srdhm(saturating_shift_left(v, left), m), right);
+      r = _mm512_min_epi32(_mm512_max_epi32(r, _mm512_set1_epi32(lo)), _mm512_set1_epi32(hi));
+    } else {  // eq. (15)
+      r = single_rounding_clamped(v, m, s, _mm512_set1_epi64(lo), _mm512_set1_epi64(hi));
+    }
+  }
+  r = _mm512_add_epi32(r, _mm512_set1_epi32(os.zero_point));
+  _mm512_mask_cvtepi32_storeu_epi8(dst, lanes, r);  // values are within [qmin, qmax]: truncation is exact
+}
+
+inline __mmask16 lane_mask(int nc, int j) {
+  const int lanes = nc - 16 * j;
+  return lanes >= 16 ? static_cast<__mmask16>(0xFFFF) : lanes <= 0 ? 0 : static_cast<__mmask16>((1u << lanes) - 1);
+}
+
+template <int NV>
+inline void store_row(const TileArgs& t, int r, __m512i v0, __m512i v1, __m512i v2, __m512i v3) {
+  const OutputStage& os = *t.stage;
+  const int64_t esize = os.out_dtype == DType::kInt32 ? 4 : 1;
+  char* dst = static_cast<char*>(t.c[r]);
+  __m512i v[4] = {v0, v1, v2, v3};
+  for (int j = 0; j < NV; ++j) {
+    __m512i x = v[j];
+    if (t.zb) {
+      const __m512i zb = _mm512_loadu_si512(t.zb + 16 * j);
+      x = _mm512_sub_epi32(x, _mm512_mullo_epi32(_mm512_set1_epi32(t.rowsum[r]), zb));
+    }
+    store16(x, os, t.col0 + 16 * j, dst + 16 * j * esize, lane_mask(t.nc, j));
+  }
+}
+
+#define QK_ROW_DOT(r)                                        \
+  if constexpr (MR > r) {                                    \
+    const __m512i av = A_LOAD(r);                            \
+    c##r##0 = _mm512_dpbusd_epi32(c##r##0, av, b0);          \
+    if constexpr (NV > 1) c##r##1 = _mm512_dpbusd_epi32(c##r##1, av, b1); \
+    if constexpr (NV > 2) c##r##2 = _mm512_dpbusd_epi32(c##r##2, av, b2); \
+    if constexpr (NV > 3) c##r##3 = _mm512_dpbusd_epi32(c##r##3, av, b3); \
+  }
+
+#define QK_ALL_ROWS QK_ROW_DOT(0) QK_ROW_DOT(1) QK_ROW_DOT(2) QK_ROW_DOT(3) QK_ROW_DOT(4) QK_ROW_DOT(5)
+
+// The microkernel: MR rows x (16*NV) columns, whole K in registers (named accumulators: GCC keeps
+// them in zmm registers, an array of them it spilled; see performance.md 3.11).
+template <int MR, int NV>
+void tile(const TileArgs& t) {
+  const uint32_t flip = t.a_signed ? 0x80808080u : 0u;
+  const uint8_t* a0 = t.a[0];
+  const uint8_t* a1 = t.a[1];
+  const uint8_t* a2 = t.a[2];
+  const uint8_t* a3 = t.a[3];
+  const uint8_t* a4 = t.a[4];
+  const uint8_t* a5 = t.a[5];
+  const __m512i i0 = _mm512_loadu_si512(t.bias_eff), i1 = _mm512_loadu_si512(t.bias_eff + 16),
+                i2 = _mm512_loadu_si512(t.bias_eff + 32), i3 = _mm512_loadu_si512(t.bias_eff + 48);
+  __m512i c00 = i0, c01 = i1, c02 = i2, c03 = i3, c10 = i0, c11 = i1, c12 = i2, c13 = i3;
+  __m512i c20 = i0, c21 = i1, c22 = i2, c23 = i3, c30 = i0, c31 = i1, c32 = i2, c33 = i3;
+  __m512i c40 = i0, c41 = i1, c42 = i2, c43 = i3, c50 = i0, c51 = i1, c52 = i2, c53 = i3;
+  const uint8_t* bp = t.b;
+  const int64_t quads = t.k / kKR;
+  int64_t off = 0;
+#define A_LOAD(r) bcast_quad(a##r + off, flip)
+  for (int64_t q = 0; q < quads; ++q, off += kKR, bp += kNR * kKR) {
+    _mm_prefetch(reinterpret_cast<const char*>(bp) + 1024, _MM_HINT_T0);
+    const __m512i b0 = _mm512_load_si512(bp);
+    const __m512i b1 = NV > 1 ? _mm512_load_si512(bp + 64) : b0;
+    const __m512i b2 = NV > 2 ? _mm512_load_si512(bp + 128) : b0;
+    const __m512i b3 = NV > 3 ? _mm512_load_si512(bp + 192) : b0;
+    QK_ALL_ROWS
+  }
+#undef A_LOAD
+  if (const int64_t tail = t.k - off; tail > 0) {
+#define A_LOAD(r) bcast_tail(a##r + off, tail, flip)
+    const __m512i b0 = _mm512_load_si512(bp);
+    const __m512i b1 = NV > 1 ? _mm512_load_si512(bp + 64) : b0;
+    const __m512i b2 = NV > 2 ? _mm512_load_si512(bp + 128) : b0;
+    const __m512i b3 = NV > 3 ? _mm512_load_si512(bp + 192) : b0;
+    QK_ALL_ROWS
+#undef A_LOAD
+  }
+  store_row<NV>(t, 0, c00, c01, c02, c03);
+  if constexpr (MR > 1) store_row<NV>(t, 1, c10, c11, c12, c13);
+  if constexpr (MR > 2) store_row<NV>(t, 2, c20, c21, c22, c23);
+  if constexpr (MR > 3) store_row<NV>(t, 3, c30, c31, c32, c33);
+  if constexpr (MR > 4) store_row<NV>(t, 4, c40, c41, c42, c43);
+  if constexpr (MR > 5) store_row<NV>(t, 5, c50, c51, c52, c53);
+}
+
+#undef QK_ALL_ROWS
+#undef QK_ROW_DOT
+
+template <int MR>
+void tile_nv(const TileArgs& t) {
+  switch ((t.nc + 15) / 16) {
+    case 1: return tile<MR, 1>(t);
+    case 2: return tile<MR, 2>(t);
+    case 3: return tile<MR, 3>(t);
+    default: return tile<MR, 4>(t);
+  }
+}
+
+}  // namespace
+
+void tile_gemm_6x64c4__avx512vnni(const TileArgs& t, int mr) {
+  switch (mr) {
+    case 1: return tile_nv<1>(t);
+    case 2: return tile_nv<2>(t);
+    case 3: return tile_nv<3>(t);
+    case 4: return tile_nv<4>(t);
+    case 5: return tile_nv<5>(t);
+    default: return tile_nv<6>(t);
+  }
+}
+
+// B[k, n] -> panels [kp/4][64][4] of int8; u8 B is stored as b ^ 0x80 (= b - 128 as int8).
+void pack_b_avx512vnni(PackedB& pb, const void* b, int64_t ldb) {
+  const uint8_t flip = pb.b_type == DType::kUint8 ? 0x80 : 0x00;
+  const uint8_t* src = static_cast<const uint8_t*>(b);
+  uint8_t* dst = pb.data.data();
+  for (int64_t p = 0; p < pb.panels; ++p) {
+    uint8_t* panel = dst + p * pb.kp * kNR;
+    for (int64_t kk = 0; kk < pb.kp; ++kk) {
+      for (int64_t j = 0; j < kNR; ++j) {
+        const int64_t col = p * kNR + j;
+        const bool real = kk < pb.k && col < pb.n;
+        panel[(kk / kKR) * kNR * kKR + j * kKR + kk % kKR] = real ? static_cast<uint8_t>(src[kk * ldb + col] ^ flip) : 0;
+      }
+    }
+  }
+}
+
+}  // namespace qk

@@ -1,0 +1,142 @@
+// threadpool.cc: the persistent pool: workers sleep on a condition variable after a short spin.
+#include "qkern/threadpool.h"
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <cstdlib>
+#include <exception>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "qkern/common.h"
+
+namespace qk {
+
+namespace {
+
+class Pool {
+ public:
+  explicit Pool(int threads) { resize(threads); }
+  ~Pool() { stop_workers(); }
+
+  int threads() const { return threads_; }
+
+  void resize(int threads) {
+    std::lock_guard<std::mutex> call(call_mutex_);
+    stop_workers();
+    threads_ = std::max(1, threads);
+    stop_ = false;
+    // A new worker starts at the current generation: earlier work is not its to run.
+    for (int t = 1; t < threads_; ++t) workers_.emplace_back([this, t, g = generation_] { worker(t, g); });
+  }
+
+  void run(int64_t tasks, const std::function<void(int64_t)>& fn) {
+    std::unique_lock<std::mutex> call(call_mutex_, std::try_to_lock);
+    const int64_t nthreads = std::min<int64_t>(threads_, tasks);
+    if (!call.owns_lock() || nthreads <= 1) {
+      for (int64_t i = 0; i < tasks; ++i) fn(i);
+      return;
+    }
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      fn_ = &fn;
+      tasks_ = tasks;
+      active_ = static_cast<int>(nthreads);
+      pending_.store(static_cast<int>(nthreads) - 1, std::memory_order_release);
+      error_ = nullptr;
+      ++generation_;
+    }
+    wake_.notify_all();
+    run_range(0, static_cast<int>(nthreads));
+    // Wait (spinning briefly first) until every worker that had a range has finished it.
+    for (int spin = 0; pending_.load(std::memory_order_acquire) != 0; ++spin) {
+      if (spin > 20000) {
+        std::unique_lock<std::mutex> lock(mutex_);
+        done_.wait(lock, [this] { return pending_.load(std::memory_order_acquire) == 0; });
+        break;
+      }
+    }
+    fn_ = nullptr;
+    if (error_) std::rethrow_exception(error_);
+  }
+
+ private:
+  void run_range(int t, int nthreads) {
+    const int64_t begin = tasks_ * t / nthreads, end = tasks_ * (t + 1) / nthreads;
+    try {
+      for (int64_t i = begin; i < end; ++i) (*fn_)(i);
+    } catch (...) {
+      std::lock_guard<std::mutex> lock(mutex_);
+      if (!error_) error_ = std::current_exception();
+    }
+  }
+
+  void worker(int t, uint64_t seen) {
+    for (;;) {
+      {
+        std::unique_lock<std::mutex> lock(mutex_);
+        wake_.wait(lock, [&] { return stop_ || generation_ != seen; });
+        if (stop_) return;
+        seen = generation_;
+        if (t >= active_) continue;
+      }
+      run_range(t, active_);
+      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+        std::lock_guard<std::mutex> lock(mutex_);
+        done_.notify_all();
+      }
+    }
+  }
+
+  void stop_workers() {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      stop_ = true;
+    }
+    wake_.notify_all();
+    for (auto& w : workers_) w.join();
+    workers_.clear();
+  }
+
+  std::mutex call_mutex_;  // one parallel call at a time; others run serially
+  std::mutex mutex_;
+  std::condition_variable wake_, done_;
+  std::vector<std::thread> workers_;
+  const std::function<void(int64_t)>* fn_ = nullptr;
+  int64_t tasks_ = 0;
+  int active_ = 0;
+  std::atomic<int> pending_{0};
+  uint64_t generation_ = 0;
+  bool stop_ = false;
+  int threads_ = 1;
+  std::exception_ptr error_;
+};
+
+int initial_threads() {
+  if (const char* env = std::getenv("QKERN_NUM_THREADS")) {
+    const int n = std::atoi(env);
+    if (n >= 1) return std::min(n, 1024);
+  }
+  const unsigned hw = std::thread::hardware_concurrency();
+  return hw ? static_cast<int>(hw) : 1;
+}
+
+Pool& pool() {
+  static Pool p(initial_threads());
+  return p;
+}
+
+}  // namespace
+
+int get_num_threads() { return pool().threads(); }
+
+void set_num_threads(int n) {
+  QK_REQUIRE(n >= 1 && n <= 1024, "number of threads must be in [1, 1024]");
+  if (n != pool().threads()) pool().resize(n);
+}
+
+void parallel_for(int64_t tasks, const std::function<void(int64_t)>& fn) { pool().run(tasks, fn); }
+
+}  // namespace qk

@@ -1,0 +1,77 @@
+"""PackedGemm: weights packed once (layout, column sums, bias, requant) for repeated calls."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import _backend, ops, reference
+from . import _validate as V
+from .requant import Requant
+
+
+class PackedGemm:
+    """C = gemm(a, b) with b fixed: b[K, N] (uint8/int8), its zero point(s), int32 bias and Requant are
+    packed once; `packed(a, a_zero_point=...)` then runs only the kernel. Same results as `qkern.gemm`.
+
+    The packing is for the ISA selected when the object is made; if `set_isa` changes it later, the
+    weights are repacked on the next call.
+    """
+
+    def __init__(
+        self,
+        b: np.ndarray,
+        b_zero_point: int | np.ndarray = 0,
+        bias: np.ndarray | None = None,
+        requant: Requant | None = None,
+    ) -> None:
+        b = V.quant_array(b, "b", 2)
+        self.k, self.n = b.shape
+        self.b = np.array(b, order="C")  # own copy: later changes to the caller's array do not leak in
+        self.b.setflags(write=False)
+        self.b_zero_point = V.zero_point(b_zero_point, b.dtype.name, "b_zero_point", channels=self.n)
+        self.bias = None if bias is None else np.array(V.bias(bias, self.n))
+        self.requant = ops._requant(requant, self.n)
+        self.out_dtype = np.dtype(np.int32) if self.requant is None else np.dtype(V.np_dtype(self.requant.dtype))
+        self._core: Any = None
+        self._pack()
+
+    def _pack(self) -> None:
+        core = _backend.core
+        if core is None:
+            return
+        self._core = core.PackedGemm(
+            self.b,
+            ops._zp_vector(self.b_zero_point, self.n),
+            self.bias,
+            ops._stage(self.requant, self.n),
+            self.out_dtype.name,
+        )
+
+    @property
+    def isa(self) -> str | None:
+        return None if self._core is None else self._core.isa
+
+    def __call__(self, a: np.ndarray, *, a_zero_point: int = 0, out: np.ndarray | None = None) -> np.ndarray:
+        if not isinstance(a, np.ndarray) or a.dtype.kind not in "iu" or a.dtype.itemsize != 1:
+            V.quant_array(a, "a", 2)  # raises the precise error
+        if a.ndim != 2 or a.shape[1] != self.k:
+            raise ValueError(f"a must have shape (M, {self.k}), got {a.shape}")
+        za = V.zero_point(a_zero_point, a.dtype.name, "a_zero_point")
+        if out is None:
+            out = np.empty((a.shape[0], self.n), dtype=self.out_dtype)
+        else:
+            out = ops._out(out, (a.shape[0], self.n), self.requant, (a,))
+        if _backend.get_backend() == "reference" or _backend.core is None:
+            out[...] = reference.gemm(a, self.b, za, self.b_zero_point, self.bias, self.requant)
+            return out
+        if self._core.isa != _backend.core.get_isa():
+            self._pack()
+        if not a.flags.c_contiguous:
+            a = np.ascontiguousarray(a)
+        self._core.run(a, za, out)
+        return out
+
+    def __repr__(self) -> str:
+        return f"PackedGemm(K={self.k}, N={self.n}, b={self.b.dtype}, isa={self.isa!r}, requant={self.requant!r})"
