@@ -1,0 +1,242 @@
+"""Fast GEMM: every available ISA x {1, 2} threads equals the reference bit for bit; fp32 mode equals
+torch's quantized linear (fbgemm) and ONNX Runtime's QLinearMatMul."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import qkern
+from conftest import QTYPES, rand_q, rand_zp
+from qkern import _backend
+
+pytestmark = pytest.mark.skipif(_backend.core is None, reason="qkern._core is not built")
+
+GRID = [*range(1, 11), 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 1000]
+ISA_THREADS = [(isa, t) for isa in qkern.available_isas() for t in (1, 2)]
+
+
+@pytest.fixture(params=ISA_THREADS, ids=[f"{i}-{t}t" for i, t in ISA_THREADS])
+def isa_threads(request):
+    isa, threads = request.param
+    old_isa, old_threads = qkern.get_isa(), qkern.get_num_threads()
+    qkern.set_isa(isa)
+    qkern.set_num_threads(threads)
+    yield request.param
+    qkern.set_isa(old_isa)
+    qkern.set_num_threads(old_threads)
+
+
+def _requants(rng, n):
+    ws = np.exp(rng.uniform(-8, -3, n))
+    return {
+        "raw": None,
+        "gemmlowp-pt": qkern.Requant.from_scales(0.05, float(ws[0]), 0.4, 7, dtype="uint8"),
+        "gemmlowp-pc": qkern.Requant.from_scales(0.05, ws, 0.3, -5, dtype="int8", relu=True),
+        "single-pt": qkern.Requant.from_scales(0.05, float(ws[0]), 0.2, 100, dtype="uint8", rounding="single"),
+        "single-pc": qkern.Requant.from_scales(0.05, ws, 0.2, 3, dtype="int8", rounding="single"),
+        "fp32-pt": qkern.Requant.from_scales(0.05, float(ws[0]), 0.2, -3, dtype="int8", rounding="fp32"),
+        "fp32-pc": qkern.Requant.from_scales(0.05, ws, 0.3, 128, dtype="uint8", rounding="fp32"),
+    }
+
+
+def _check(a, b, za, zb, bias, rq, msg=""):
+    want = qkern.reference.gemm(a, b, za, zb, bias, rq)
+    got = qkern.gemm(a, b, a_zero_point=za, b_zero_point=zb, bias=bias, requant=rq)
+    np.testing.assert_array_equal(got, want, err_msg=msg)
+    packed = qkern.PackedGemm(b, zb, bias, rq)
+    np.testing.assert_array_equal(packed(a, a_zero_point=za), want, err_msg="PackedGemm " + msg)
+
+
+@pytest.mark.parametrize(("ta", "tb"), list(itertools.product(QTYPES, QTYPES)), ids=lambda t: np.dtype(t).name)
+def test_gemm_every_isa_and_thread_count_equals_reference(rng, isa_threads, ta, tb):
+    shapes = list(itertools.product(GRID, repeat=3))
+    picks = [shapes[i] for i in rng.choice(len(shapes), 40, replace=False)]
+    picks += [(m, n, k) for k in (1, 2, 3, 4, 5) for m, n in ((1, 1), (7, 65), (6, 64))]
+    for m, n, k in picks:
+        if m * n * k > 3 * 10**7:
+            continue
+        a, b = rand_q(rng, ta, (m, k)), rand_q(rng, tb, (k, n))
+        za = rand_zp(rng, ta)
+        for name, rq in _requants(rng, n).items():
+            per_channel = name.endswith("pc") or rng.random() < 0.5
+            zb = rand_zp(rng, tb, n) if per_channel else rand_zp(rng, tb)
+            bias = rng.integers(-(2**31), 2**31, n, dtype=np.int64).astype(np.int32) if rng.random() < 0.7 else None
+            _check(a, b, za, zb, bias, rq, f"{isa_threads} m={m} n={n} k={k} {name}")
+
+
+def test_gemm_symmetric_weights_skip_row_sums(rng, isa_threads):
+    """zb' == 0 (s8 weights with zero point 0, u8 weights with 128) takes the no-row-sum path."""
+    a = rand_q(rng, np.uint8, (37, 200))
+    for b, zb in ((rand_q(rng, np.int8, (200, 70)), 0), (rand_q(rng, np.uint8, (200, 70)), 128)):
+        for rq in _requants(rng, 70).values():
+            _check(a, b, 17, zb, None, rq)
+
+
+@pytest.mark.slow
+def test_gemm_deep_k_and_int32_wrap(rng, isa_threads):
+    a, b = rand_q(rng, np.int8, (13, 8192)), rand_q(rng, np.uint8, (8192, 70))
+    _check(a, b, -3, rand_zp(rng, np.uint8, 70), None, None, "deep K")
+    k = 70001  # extreme values: the exact sums leave int32 and must wrap identically
+    a = np.where(rng.random((7, k)) < 0.95, 255, 0).astype(np.uint8)
+    b = np.where(rng.random((k, 33)) < 0.95, -128, 127).astype(np.int8)
+    bias = np.full(33, 2**31 - 1, np.int32)
+    for rq in (None, _requants(rng, 33)["gemmlowp-pc"]):
+        _check(a, b, 0, 127, bias, rq, "wrap")
+    want = qkern.reference.gemm(a, b, 0, 127)
+    assert np.any(want.astype(np.int64) != (a.astype(np.int64) @ (b.astype(np.int64) - 127)))
+
+
+def test_gemm_strided_and_offset_views(rng, isa_threads):
+    base_a = rand_q(rng, np.int8, (70, 300))
+    base_b = rand_q(rng, np.uint8, (300, 200))
+    a = base_a[5:60:3, 7:207]  # row stride 900 bytes, offset
+    b = base_b[50:250, ::3]  # column stride 3
+    bt = np.ascontiguousarray(rand_q(rng, np.int8, (67, 200))).T  # Fortran-ordered view of [200, 67]
+    for bb in (b, bt):
+        n = bb.shape[1]
+        _check(a, bb, 11, rand_zp(rng, bb.dtype, n), None, _requants(rng, n)["fp32-pc"])
+
+
+def test_results_identical_across_isas_and_threads(rng):
+    a, b = rand_q(rng, np.uint8, (203, 517)), rand_q(rng, np.int8, (517, 190))
+    rq = _requants(rng, 190)["single-pc"]
+    results = {}
+    old = qkern.get_isa(), qkern.get_num_threads()
+    try:
+        for isa, t in ISA_THREADS:
+            qkern.set_isa(isa)
+            qkern.set_num_threads(t)
+            results[(isa, t)] = qkern.gemm(a, b, a_zero_point=3, b_zero_point=1, requant=rq)
+    finally:
+        qkern.set_isa(old[0])
+        qkern.set_num_threads(old[1])
+    first = next(iter(results.values()))
+    for key, r in results.items():
+        np.testing.assert_array_equal(r, first, err_msg=str(key))
+
+
+def test_packed_gemm_repacks_when_isa_changes(rng):
+    isas = qkern.available_isas()
+    if len(isas) < 2:
+        pytest.skip("only one ISA here")
+    a, b = rand_q(rng, np.uint8, (9, 40)), rand_q(rng, np.int8, (40, 30))
+    packed = qkern.PackedGemm(b, 2)
+    old = qkern.get_isa()
+    try:
+        qkern.set_isa(isas[-1])
+        np.testing.assert_array_equal(packed(a, a_zero_point=4), qkern.reference.gemm(a, b, 4, 2))
+        assert packed.isa == isas[-1]
+    finally:
+        qkern.set_isa(old)
+
+
+def test_set_isa_and_threads_reject_bad_values():
+    with pytest.raises(ValueError, match="isa"):
+        qkern.set_isa("avx9000")
+    with pytest.raises(TypeError):
+        qkern.set_isa(2)
+    with pytest.raises(ValueError, match="threads"):
+        qkern.set_num_threads(0)
+    with pytest.raises(TypeError):
+        qkern.set_num_threads(1.5)
+
+
+def test_kernel_list_names_every_simd_isa():
+    listed = {k["isa"] for k in qkern.kernels()}
+    assert set(qkern.available_isas()) - {"scalar"} <= listed
+    for k in qkern.kernels():
+        assert k["name"].startswith("tile_gemm_") and k["name"].endswith("__" + k["isa"])
+
+
+def test_concurrent_python_threads_get_correct_results(rng):
+    import threading
+
+    a, b = rand_q(rng, np.uint8, (300, 256)), rand_q(rng, np.int8, (256, 300))
+    want = qkern.reference.gemm(a, b, 5, 0)
+    errors = []
+
+    def work():
+        for _ in range(5):
+            if not np.array_equal(qkern.gemm(a, b, a_zero_point=5), want):
+                errors.append("mismatch")
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+
+
+# ---- "fp32" mode against the peers that define it ----
+
+
+@pytest.mark.parametrize("per_channel", [False, True])
+def test_fp32_mode_equals_torch_quantized_linear(rng, per_channel):
+    torch = pytest.importorskip("torch")
+    torch.backends.quantized.engine = "fbgemm"
+    for m, k, n in [(1, 64, 32), (17, 100, 65), (64, 256, 128)]:
+        x = rng.standard_normal((m, k)).astype(np.float32)
+        w = (rng.standard_normal((n, k)) * 0.1).astype(np.float32)
+        xs, xz = 0.03, 120
+        xq = torch.quantize_per_tensor(torch.from_numpy(x), xs, xz, torch.quint8)
+        if per_channel:
+            ws = np.abs(w).max(axis=1) / 127.0
+            wq = torch.quantize_per_channel(
+                torch.from_numpy(w),
+                torch.from_numpy(ws.astype(np.float64)),
+                torch.zeros(n, dtype=torch.int64),
+                0,
+                torch.qint8,
+            )
+            w_scale = ws.astype(np.float32)
+        else:
+            w_scale = float(np.abs(w).max() / 127.0)
+            wq = torch.quantize_per_tensor(torch.from_numpy(w), w_scale, 0, torch.qint8)
+        ys, yz = 0.05, 64
+        packed = torch.ops.quantized.linear_prepack(wq, None)
+        tout = torch.ops.quantized.linear(xq, packed, ys, yz).int_repr().numpy()
+        rq = qkern.Requant.from_scales(xs, w_scale, ys, yz, dtype="uint8", rounding="fp32")
+        a = xq.int_repr().numpy()
+        b = wq.int_repr().numpy().T
+        np.testing.assert_array_equal(qkern.gemm(a, b, a_zero_point=xz, requant=rq), tout)
+        np.testing.assert_array_equal(qkern.reference.gemm(a, b, xz, 0, None, rq), tout)
+
+
+@pytest.mark.parametrize("b_dtype", ["uint8", "int8"])
+def test_fp32_mode_equals_onnxruntime_qlinearmatmul(rng, b_dtype):
+    ort = pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
+    from onnx import TensorProto, helper
+
+    m, k, n = 23, 96, 40
+    a = rand_q(rng, np.uint8, (m, k))
+    b = rand_q(rng, np.dtype(b_dtype).type, (k, n))
+    a_s, a_z, b_s, y_s, y_z = 0.02, 130, 0.007, 0.09, 100
+    b_z = 3 if b_dtype == "int8" else 140
+    bt = TensorProto.UINT8 if b_dtype == "uint8" else TensorProto.INT8
+    inits = [
+        helper.make_tensor("a_scale", TensorProto.FLOAT, [], [a_s]),
+        helper.make_tensor("a_zp", TensorProto.UINT8, [], [a_z]),
+        helper.make_tensor("b_scale", TensorProto.FLOAT, [], [b_s]),
+        helper.make_tensor("b_zp", bt, [], [b_z]),
+        helper.make_tensor("y_scale", TensorProto.FLOAT, [], [y_s]),
+        helper.make_tensor("y_zp", TensorProto.UINT8, [], [y_z]),
+    ]
+    node = helper.make_node("QLinearMatMul", ["a", "a_scale", "a_zp", "b", "b_scale", "b_zp", "y_scale", "y_zp"], ["y"])
+    graph = helper.make_graph(
+        [node],
+        "g",
+        [helper.make_tensor_value_info("a", TensorProto.UINT8, [m, k]), helper.make_tensor_value_info("b", bt, [k, n])],
+        [helper.make_tensor_value_info("y", TensorProto.UINT8, [m, n])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    onnx.checker.check_model(model)
+    sess = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    want = sess.run(None, {"a": a, "b": b})[0]
+    rq = qkern.Requant.from_scales(a_s, b_s, y_s, y_z, dtype="uint8", rounding="fp32")
+    np.testing.assert_array_equal(qkern.gemm(a, b, a_zero_point=a_z, b_zero_point=b_z, requant=rq), want)
