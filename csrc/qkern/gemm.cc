@@ -36,7 +36,7 @@ const KernelInfo* kernel_for(Isa isa) {
 inline uint32_t u32(int32_t v) { return static_cast<uint32_t>(v); }
 
 // Below this many multiply-adds a call stays on one thread: waking a worker costs more than it saves.
-constexpr int64_t kParallelMacs = int64_t{1} << 21;
+constexpr int64_t kParallelMacs = int64_t{1} << 19;
 // Budget for the K x NC block of B that the m-tiles of one task share (about half of a 1 MiB L2).
 constexpr int64_t kL2BlockBytes = 512 * 1024;
 
@@ -156,8 +156,9 @@ void gemm_packed(const PackedB& pb, const void* a, DType a_type, int64_t m, int6
   const bool small_m = m_tiles <= 8;
   const int64_t panels_per_block = small_m ? 1 : std::max<int64_t>(1, kL2BlockBytes / panel_bytes);
   const int64_t n_blocks = (pb.panels + panels_per_block - 1) / panels_per_block;
-  const int64_t tiles_per_block = small_m ? m_tiles : 8;
-  const int64_t m_blocks = (m_tiles + tiles_per_block - 1) / tiles_per_block;
+  // Blocks of at most 8 m-tiles, as equal as possible so that the static split stays balanced.
+  const int64_t m_blocks = small_m ? 1 : (m_tiles + 7) / 8;
+  const int64_t tiles_per_block = (m_tiles + m_blocks - 1) / m_blocks;
   const uint8_t* a_bytes = static_cast<const uint8_t*>(a);
   char* c_bytes = static_cast<char*>(c);
 

@@ -34,6 +34,8 @@ def _initial() -> str:
 
 
 _default = _initial()
+# Incremented by runtime.set_isa: packed weights compare it to know when to check their ISA again.
+isa_epoch = 0
 _override: contextvars.ContextVar[str | None] = contextvars.ContextVar("qkern_backend", default=None)
 
 

@@ -77,44 +77,28 @@ def _parse_shapes(text: str) -> list[tuple[int, int, int]]:
     return shapes
 
 
-def _median_time(fn, repeat: int) -> float:
-    fn()
-    times = []
-    for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
-
-
 def _cmd_bench(args: argparse.Namespace) -> int:
+    from . import bench, runtime
+
     if args.op != "gemm":
         print(f"qkern bench: op {args.op!r} is not available yet", file=sys.stderr)
         return 2
-    shapes = _parse_shapes(open(args.shapes).read()) if args.shapes else [(64, 256, 256), (256, 512, 512)]
-    rng = np.random.default_rng(0)
-    rows = []
-    for m, n, k in shapes:
-        a = rng.integers(0, 256, (m, k), dtype=np.uint8)
-        b = rng.integers(-128, 128, (k, n), dtype=np.int8)
-        want = a.astype(np.int32) @ b.astype(np.int32)
-        if not np.array_equal(gemm(a, b), want):
-            print(f"qkern bench: wrong answer for {m}x{n}x{k}", file=sys.stderr)
-            return 1
-        ops = 2.0 * m * n * k
-        t_q = _median_time(lambda a=a, b=b: gemm(a, b), args.repeat)
-        t_np = _median_time(lambda a=a, b=b: a.astype(np.int32) @ b.astype(np.int32), args.repeat)
-        rows.append({"m": m, "n": n, "k": k, "qkern_gops": ops / t_q / 1e9, "numpy_int32_gops": ops / t_np / 1e9})
-    if args.json:
-        print(json.dumps(rows, indent=2))
-    else:
-        print(f"{'M':>6} {'N':>6} {'K':>6} {'qkern GOP/s':>12} {'numpy GOP/s':>12} {'ratio':>6}")
-        for r in rows:
-            print(
-                f"{r['m']:>6} {r['n']:>6} {r['k']:>6} {r['qkern_gops']:>12.2f} {r['numpy_int32_gops']:>12.2f} "
-                f"{r['qkern_gops'] / r['numpy_int32_gops']:>6.2f}"
-            )
-    return 0
+    if args.isa:
+        runtime.set_isa(args.isa)
+    with open(args.shapes) if args.shapes else _default_shapes() as f:
+        shapes = _parse_shapes(f.read())
+    compare = [c.strip() for c in args.compare.split(",") if c.strip()]
+    rows = bench.bench_gemm(
+        shapes, threads=args.threads or runtime.get_num_threads(), repeat=args.repeat, compare=compare
+    )
+    print(json.dumps(rows, indent=2) if args.json else bench.format_rows(rows))
+    return 0 if all(r["correct"]["qkern"] for r in rows) else 1
+
+
+def _default_shapes():
+    import io
+
+    return io.StringIO("1 1024 1024\n16 1024 1024\n1024 1024 1024\n")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -131,8 +115,15 @@ def build_parser() -> argparse.ArgumentParser:
     pd.set_defaults(func=_cmd_demo)
     pb = sub.add_parser("bench", help="verify, then time kernels against peers in the same run")
     pb.add_argument("op", choices=["gemm", "conv3x3", "deconv2x2"], help="kernel to benchmark")
-    pb.add_argument("--shapes", help="file with one 'M N K' per line (# comments)")
-    pb.add_argument("--repeat", type=int, default=10, help="timed repetitions per shape; the median is reported")
+    pb.add_argument("--shapes", help="file with one 'M N K' per line (# comments); default: a small set")
+    pb.add_argument("--repeat", type=int, default=20, help="timed repetitions per shape; the median is reported")
+    pb.add_argument("--threads", type=int, help="threads for qkern and every peer (default: qkern's setting)")
+    pb.add_argument("--isa", help="force a lower ISA path (see `qkern info`)")
+    pb.add_argument(
+        "--compare",
+        default="torch,onnxruntime,numpy",
+        help="comma-separated peers: torch, onnxruntime, numpy (missing ones are reported)",
+    )
     pb.add_argument("--json", action="store_true", help="print results as JSON")
     pb.set_defaults(func=_cmd_bench)
     return p

@@ -34,6 +34,7 @@ def set_isa(name: str) -> None:
     if name not in available_isas():
         raise ValueError(f"isa must be one of {available_isas()}, got {name!r}")
     _core().set_isa(name)
+    _backend.isa_epoch += 1
 
 
 def get_num_threads() -> int:

@@ -1,0 +1,201 @@
+"""`qkern bench gemm`: verify every implementation's answer, then time qkern and its peers in one run."""
+
+from __future__ import annotations
+
+import time
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+
+from . import runtime
+from .packed import PackedGemm
+from .reference import gemm as reference_gemm
+from .requant import Requant
+
+# vpdpbusd zmm measured on this project's reference CPU (performance.md section 0): GOP/s per core.
+VNNI_PEAK_GOPS_PER_CORE = 458.0
+
+# Quantization parameters of the synthetic problem (any valid values give the same amount of work).
+A_SCALE, A_ZP, B_SCALE, Y_SCALE, Y_ZP = 0.02, 128, 0.004, 0.5, 128
+
+
+def median_time(fn: Callable[[], Any], repeat: int, warmup: int = 2) -> float:
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def _torch_peer(engine: str, a: np.ndarray, b: np.ndarray, threads: int) -> Callable[[], np.ndarray] | str:
+    try:
+        import torch
+    except ImportError:
+        return "torch not installed"
+    if engine not in torch.backends.quantized.supported_engines:
+        return f"engine {engine} not supported"
+    torch.backends.quantized.engine = engine
+    torch.set_num_threads(threads)
+    warnings.filterwarnings("ignore", message=".*quantized tensor creation functions.*")
+    xq = torch._make_per_tensor_quantized_tensor(torch.from_numpy(a), A_SCALE, A_ZP)
+    wq = torch._make_per_tensor_quantized_tensor(torch.from_numpy(np.ascontiguousarray(b.T)), B_SCALE, 0)
+    packed = torch.ops.quantized.linear_prepack(wq, None)
+    linear = torch.ops.quantized.linear
+
+    def run() -> np.ndarray:
+        torch.backends.quantized.engine = engine
+        return linear(xq, packed, Y_SCALE, Y_ZP)
+
+    def result() -> np.ndarray:
+        return run().int_repr().numpy()
+
+    run.result = result  # type: ignore[attr-defined]
+    return run
+
+
+def _ort_peer(op: str, a: np.ndarray, b: np.ndarray, threads: int) -> Callable[[], np.ndarray] | str:
+    try:
+        import onnxruntime as ort
+        from onnx import TensorProto, helper, numpy_helper
+    except ImportError:
+        return "onnxruntime/onnx not installed"
+    m, k = a.shape
+    n = b.shape[1]
+    inits = [numpy_helper.from_array(b, "b")]
+    if op == "QLinearMatMul":
+        inits += [
+            helper.make_tensor("a_scale", TensorProto.FLOAT, [], [A_SCALE]),
+            helper.make_tensor("a_zp", TensorProto.UINT8, [], [A_ZP]),
+            helper.make_tensor("b_scale", TensorProto.FLOAT, [], [B_SCALE]),
+            helper.make_tensor("b_zp", TensorProto.INT8, [], [0]),
+            helper.make_tensor("y_scale", TensorProto.FLOAT, [], [Y_SCALE]),
+            helper.make_tensor("y_zp", TensorProto.UINT8, [], [Y_ZP]),
+        ]
+        node = helper.make_node(op, ["a", "a_scale", "a_zp", "b", "b_scale", "b_zp", "y_scale", "y_zp"], ["y"])
+        out_type = TensorProto.UINT8
+    else:
+        inits += [helper.make_tensor("a_zp", TensorProto.UINT8, [], [A_ZP])]
+        node = helper.make_node(op, ["a", "b", "a_zp"], ["y"])
+        out_type = TensorProto.INT32
+    graph = helper.make_graph(
+        [node],
+        "bench",
+        [helper.make_tensor_value_info("a", TensorProto.UINT8, [m, k])],
+        [helper.make_tensor_value_info("y", out_type, [m, n])],
+        inits,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    feed = {"a": a}
+
+    def run() -> np.ndarray:
+        return sess.run(None, feed)[0]
+
+    run.result = run  # type: ignore[attr-defined]
+    return run
+
+
+def bench_gemm(
+    shapes: list[tuple[int, int, int]], *, threads: int, repeat: int, compare: list[str], settle_s: float = 0.3
+) -> list[dict]:
+    """One row per shape: GOP/s of qkern (PackedGemm, uint8 output, fp32 requant) and of each peer."""
+    rng = np.random.default_rng(0)
+    runtime.set_num_threads(threads)
+    rows = []
+    for m, n, k in shapes:
+        a = rng.integers(0, 256, (m, k), dtype=np.uint8)
+        b = rng.integers(-127, 128, (k, n), dtype=np.int8)
+        rq = Requant.from_scales(A_SCALE, B_SCALE, Y_SCALE, Y_ZP, dtype="uint8", rounding="fp32")
+        want_u8 = reference_gemm(a, b, A_ZP, 0, None, rq)
+        want_i32 = reference_gemm(a, b, A_ZP, 0, None, None)
+        packed = PackedGemm(b, 0, None, rq)
+        out = np.empty((m, n), np.uint8)
+        impls: dict[str, Any] = {"qkern": lambda packed=packed, a=a, out=out: packed(a, a_zero_point=A_ZP, out=out)}
+        checks: dict[str, Any] = {"qkern": (lambda packed=packed, a=a: packed(a, a_zero_point=A_ZP), want_u8)}
+        notes: dict[str, str] = {}
+        peers = []
+        if "torch" in compare:
+            peers += [
+                ("torch-fbgemm", _torch_peer("fbgemm", a, b, threads), want_u8),
+                ("torch-onednn", _torch_peer("onednn", a, b, threads), want_u8),
+            ]
+        if "onnxruntime" in compare:
+            peers += [
+                ("ort-QLinearMatMul", _ort_peer("QLinearMatMul", a, b, threads), want_u8),
+                ("ort-MatMulInteger", _ort_peer("MatMulInteger", a, b, threads), want_i32),
+            ]
+        if "numpy" in compare and m * n * k > 2**28:
+            notes["numpy-int32"] = "skipped: NumPy's integer matmul takes minutes at this size"
+        elif "numpy" in compare:
+            b32 = b.astype(np.int32)
+
+            def np_run(a=a, b32=b32):
+                return (a.astype(np.int32) - A_ZP) @ b32
+
+            np_run.result = np_run  # type: ignore[attr-defined]
+            peers.append(("numpy-int32", np_run, want_i32))
+        for name, peer, want in peers:
+            if isinstance(peer, str):
+                notes[name] = peer
+                continue
+            impls[name] = peer
+            checks[name] = (peer.result, want)
+        row: dict[str, Any] = {
+            "m": m,
+            "n": n,
+            "k": k,
+            "threads": threads,
+            "isa": runtime.get_isa(),
+            "gops": {},
+            "correct": {},
+            "notes": notes,
+        }
+        row["max_abs_diff"] = {}
+        for name, (fn, want) in checks.items():
+            got = np.asarray(fn())
+            row["correct"][name] = bool(np.array_equal(got, want))
+            row["max_abs_diff"][name] = int(np.abs(got.astype(np.int64) - want).max()) if got.size else 0
+        ops = 2.0 * m * n * k
+        # Alternate implementations round by round so that machine noise hits all of them alike. Before
+        # each phase, pause: every library here (qkern, ORT, torch's OpenMP) lets its workers spin after
+        # a call, and on 2 cores a spinning pool of the previous library would slow the next one.
+        samples: dict[str, list[float]] = {name: [] for name in impls}
+        rounds = 5
+        for _ in range(rounds):
+            for name, fn in impls.items():
+                time.sleep(settle_s)
+                samples[name].append(median_time(fn, max(3, repeat // rounds), warmup=2))
+        row["best_gops"] = {}
+        for name, ts in samples.items():
+            row["gops"][name] = ops / float(np.median(ts)) / 1e9
+            row["best_gops"][name] = ops / float(np.min(ts)) / 1e9
+        valid_peers = [g for p, g in row["gops"].items() if p != "qkern" and row["correct"][p]]
+        row["best_peer_gops"] = max(valid_peers) if valid_peers else None
+        row["ratio_to_best_peer"] = row["gops"]["qkern"] / row["best_peer_gops"] if valid_peers else None
+        row["pct_of_vnni_peak"] = 100.0 * row["gops"]["qkern"] / (VNNI_PEAK_GOPS_PER_CORE * threads)
+        rows.append(row)
+    return rows
+
+
+def format_rows(rows: list[dict]) -> str:
+    lines = []
+    for r in rows:
+        lines.append(f"gemm M={r['m']} N={r['n']} K={r['k']}  threads={r['threads']} isa={r['isa']}")
+        for name, g in sorted(r["gops"].items(), key=lambda kv: -kv[1]):
+            ok = "ok" if r["correct"][name] else f"WRONG OUTPUT (max |diff| {r['max_abs_diff'][name]})"
+            lines.append(f"  {name:<20} {g:9.1f} GOP/s median  {r['best_gops'][name]:9.1f} best round  {ok}")
+        for name, why in r["notes"].items():
+            lines.append(f"  {name:<20} {'-':>9}        ({why})")
+        ratio = r["ratio_to_best_peer"]
+        lines.append(f"  qkern / best peer: {ratio:.2f}x" if ratio else "  qkern / best peer: n/a (no peer)")
+        lines.append(f"  qkern % of VNNI peak ({VNNI_PEAK_GOPS_PER_CORE:.0f} GOP/s/core): {r['pct_of_vnni_peak']:.0f}%")
+    return "\n".join(lines)
