@@ -1,0 +1,78 @@
+"""Count accumulator spills in the VNNI microkernel's hot loop (performance.md 3.11).
+
+Compiles csrc/kernels/avx512vnni/gemm_6x64c4_avx512vnni.cc to assembly with the build's flags, finds each
+basic block that loops onto itself and holds vpdpbusd instructions (the k-loops of the tile variants) and
+counts zmm loads/stores that address the stack there (the K tail and the epilogue run once per tile and
+are not counted). A correct build keeps all accumulators in registers: the count must be 0.
+Exit status 1 on any spill; `--verbose` prints the blocks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCE = ROOT / "csrc/kernels/avx512vnni/gemm_6x64c4_avx512vnni.cc"
+FLAGS = [
+    "-std=c++17",
+    "-O3",
+    "-ffp-contract=off",
+    "-mavx512f",
+    "-mavx512bw",
+    "-mavx512vl",
+    "-mavx512dq",
+    "-mavx512vnni",
+]
+
+
+def hot_blocks(asm: str) -> list[list[str]]:
+    blocks, current = [], []
+    for line in asm.splitlines():
+        if re.match(r"^\.?L\w+:|^_Z\w+:", line):
+            blocks.append(current)
+            current = []
+        current.append(line)
+    blocks.append(current)
+    loops = []
+    for b in blocks:
+        label = b[0].rstrip(":") if b and b[0].endswith(":") else None
+        jumps_back = label is not None and any(re.match(rf"\s+j\w+\s+{re.escape(label)}$", ln) for ln in b)
+        if jumps_back and sum("vpdpbusd" in ln for ln in b) >= 4:
+            loops.append(b)
+    return loops
+
+
+def spills(blocks: list[list[str]]) -> int:
+    stack = re.compile(r"\((%rsp|%rbp)\)|\d\((%rsp|%rbp)")
+    return sum(1 for b in blocks for ln in b if "zmm" in ln and stack.search(ln))
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--cxx", default="g++")
+    p.add_argument("--verbose", action="store_true")
+    p.add_argument("--extra-flag", action="append", default=[], help="extra compiler flag (tests use -O0)")
+    args = p.parse_args()
+    with tempfile.TemporaryDirectory() as d:
+        out = Path(d) / "kernel.s"
+        subprocess.run(
+            [args.cxx, *FLAGS, *args.extra_flag, f"-I{ROOT / 'csrc'}", "-S", "-o", str(out), str(SOURCE)], check=True
+        )
+        blocks = hot_blocks(out.read_text())
+    n_dot = sum("vpdpbusd" in ln for b in blocks for ln in b)
+    n_spill = spills(blocks)
+    widest = max((sum("vpdpbusd" in ln for ln in b) for b in blocks), default=0)
+    print(f"{len(blocks)} hot blocks, {n_dot} vpdpbusd (widest block {widest}), {n_spill} zmm stack references")
+    if args.verbose:
+        for b in blocks:
+            print("\n".join(b), "\n")
+    return 1 if n_spill or widest < 24 else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
