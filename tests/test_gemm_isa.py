@@ -240,3 +240,14 @@ def test_fp32_mode_equals_onnxruntime_qlinearmatmul(rng, b_dtype):
     want = sess.run(None, {"a": a, "b": b})[0]
     rq = qkern.Requant.from_scales(a_s, b_s, y_s, y_z, dtype="uint8", rounding="fp32")
     np.testing.assert_array_equal(qkern.gemm(a, b, a_zero_point=a_z, b_zero_point=b_z, requant=rq), want)
+
+
+def test_same_buffer_new_contents_between_calls(rng, isa_threads):
+    """Kernels may cache per-call work (the AVX2 widened rows): a second call on the same memory with new
+    contents must not see the first call's data."""
+    a = rand_q(rng, np.int8, (13, 300))
+    b = rand_q(rng, np.int8, (300, 50))
+    packed = qkern.PackedGemm(b, 3)
+    for _ in range(3):
+        np.testing.assert_array_equal(packed(a, a_zero_point=1), qkern.reference.gemm(a, b, 1, 3))
+        a[...] = rand_q(rng, np.int8, a.shape)

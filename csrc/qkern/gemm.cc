@@ -3,6 +3,7 @@
 #include "qkern/gemm.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cstdlib>
 #include <cstring>
 
@@ -162,6 +163,8 @@ void gemm_packed(const PackedB& pb, const void* a, DType a_type, int64_t m, int6
   const uint8_t* a_bytes = static_cast<const uint8_t*>(a);
   char* c_bytes = static_cast<char*>(c);
 
+  static std::atomic<uint64_t> call_counter{0};
+  const uint64_t call_id = call_counter.fetch_add(1, std::memory_order_relaxed) + 1;
   auto run_task = [&](int64_t task) {
     const int64_t mb = task / n_blocks, nb = task % n_blocks;
     const int64_t t_end = std::min(m_tiles, (mb + 1) * tiles_per_block);
@@ -170,6 +173,7 @@ void gemm_packed(const PackedB& pb, const void* a, DType a_type, int64_t m, int6
     t.k = pb.k;
     t.stage = &pb.stage;
     t.a_signed = a_signed;
+    t.call_id = call_id;
     for (int64_t tile = mb * tiles_per_block; tile < t_end; ++tile) {
       const int64_t r0 = tile * mr;
       const int rows = static_cast<int>(std::min<int64_t>(mr, m - r0));

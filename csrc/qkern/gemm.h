@@ -63,6 +63,7 @@ struct TileArgs {
   int nc;                    // valid columns in this panel (1..nr)
   void* c[kMaxMR];           // output row pointers at column col0
   bool a_signed;             // A is int8 (the kernel flips or sign-extends it)
+  uint64_t call_id;          // unique per gemm_packed call: per-call caches in kernels key on it
 };
 
 using TileKernel = void (*)(const TileArgs& t, int mr);

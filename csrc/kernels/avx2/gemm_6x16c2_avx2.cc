@@ -5,6 +5,7 @@
 #include <immintrin.h>
 
 #include <cstring>
+#include <vector>
 
 #include "qkern/gemm.h"
 #include "qkern/scalar_common.h"
@@ -15,7 +16,6 @@ namespace {
 
 constexpr int kNR = 16;
 constexpr int kKR = 2;
-constexpr int64_t kChunk = 1024;  // K pairs widened at a time into the stack buffer
 
 // Widens row bytes [k0, k0+n) to int16 (zero-filled to an even count).
 void widen(const uint8_t* src, bool is_signed, int64_t n, int16_t* dst) {
@@ -29,24 +29,55 @@ void widen(const uint8_t* src, bool is_signed, int64_t n, int16_t* dst) {
   if (n % 2) dst[n] = 0;
 }
 
+// The widened rows of the last tile this thread saw: the driver runs every panel of an m-tile back to
+// back, so all but the first panel reuse the widening.
+struct WidenCache {
+  const uint8_t* rows[kMaxMR] = {};
+  int64_t k = -1;
+  uint64_t call_id = 0;  // a new call may reuse addresses with new contents: never hit across calls
+  bool is_signed = false;
+  std::vector<int16_t> data;  // kMaxMR rows of `stride` int16
+  int64_t stride = 0;
+};
+
+const int16_t* widened_rows(const TileArgs& t, int mr, int64_t* stride) {
+  thread_local WidenCache cache;
+  bool hit = cache.call_id == t.call_id && cache.k == t.k && cache.is_signed == t.a_signed;
+  for (int r = 0; r < mr && hit; ++r) hit = cache.rows[r] == t.a[r];
+  if (!hit) {
+    cache.stride = (t.k + 31) / 32 * 32;
+    const size_t need = static_cast<size_t>(kMaxMR * cache.stride);
+    if (cache.data.size() < need) cache.data.resize(need);
+    for (int r = 0; r < kMaxMR; ++r) cache.rows[r] = nullptr;
+    for (int r = 0; r < mr; ++r) {
+      widen(t.a[r], t.a_signed, t.k, cache.data.data() + r * cache.stride);
+      cache.rows[r] = t.a[r];
+    }
+    cache.k = t.k;
+    cache.call_id = t.call_id;
+    cache.is_signed = t.a_signed;
+  }
+  *stride = cache.stride;
+  return cache.data.data();
+}
+
 template <int MR>
 void tile(const TileArgs& t) {
-  alignas(32) int16_t abuf[kMaxMR][2 * kChunk];
+  int64_t stride = 0;
+  const int16_t* abase = widened_rows(t, MR, &stride);
   __m256i c00 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t.bias_eff));
   __m256i c01 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t.bias_eff + 8));
   __m256i c10 = c00, c11 = c01, c20 = c00, c21 = c01, c30 = c00, c31 = c01, c40 = c00, c41 = c01, c50 = c00, c51 = c01;
   const uint8_t* bp = t.b;
-  for (int64_t k0 = 0; k0 < t.k; k0 += 2 * kChunk) {
-    const int64_t n = t.k - k0 < 2 * kChunk ? t.k - k0 : 2 * kChunk;
-    for (int r = 0; r < MR; ++r) widen(t.a[r] + k0, t.a_signed, n, abuf[r]);
-    const int64_t pairs = (n + 1) / 2;
+  {
+    const int64_t pairs = (t.k + 1) / 2;
     for (int64_t q = 0; q < pairs; ++q, bp += kNR * kKR * 2) {
       const __m256i b0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(bp));
       const __m256i b1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(bp + 32));
 #define QK_ROW(r)                                                                  \
   if constexpr (MR > r) {                                                          \
     int32_t pair;                                                                  \
-    std::memcpy(&pair, abuf[r] + 2 * q, 4);                                        \
+    std::memcpy(&pair, abase + r * stride + 2 * q, 4);                                        \
     const __m256i av = _mm256_set1_epi32(pair);                                    \
     c##r##0 = _mm256_add_epi32(c##r##0, _mm256_madd_epi16(av, b0));                \
     c##r##1 = _mm256_add_epi32(c##r##1, _mm256_madd_epi16(av, b1));                \
@@ -62,7 +93,6 @@ void tile(const TileArgs& t) {
     _mm256_store_si256(reinterpret_cast<__m256i*>(acc[r] + 8), rows[r][1]);
   }
   const OutputStage& os = *t.stage;
-  const int64_t esize = out_elem_size(os.out_dtype);
   for (int r = 0; r < MR; ++r) {
     uint32_t row[kNR];
     for (int j = 0; j < t.nc; ++j) {
@@ -75,7 +105,6 @@ void tile(const TileArgs& t) {
     if (os.shift) panel.shift += t.col0;
     if (os.fmultiplier) panel.fmultiplier += t.col0;
     store_row(row, t.nc, kNR, panel, static_cast<char*>(t.c[r]));
-    (void)esize;
   }
 }
 
