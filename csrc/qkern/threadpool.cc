@@ -86,8 +86,11 @@ class Pool {
     for (;;) {
       // Spin briefly (~50 us) for the next call before sleeping: back-to-back calls (a model's layers)
       // then skip the futex wake-up, which costs tens of microseconds.
-      for (int spin = 0; spin < kSpinIterations && generation_.load(std::memory_order_acquire) == seen; ++spin)
-        QK_PAUSE();
+      // Every 64th step yields, so a spinner that shares a CPU with the caller hands it back at once.
+      for (int spin = 0; spin < kSpinIterations && generation_.load(std::memory_order_acquire) == seen; ++spin) {
+        if (spin % 64 == 63) std::this_thread::yield();
+        else QK_PAUSE();
+      }
       {
         std::unique_lock<std::mutex> lock(mutex_);
         wake_.wait(lock, [&] { return stop_ || generation_.load(std::memory_order_acquire) != seen; });
