@@ -138,6 +138,13 @@ inline void store_row(const TileArgs& t, int r, __m512i v0, __m512i v1, __m512i 
     if constexpr (NV > 3) c##r##3 = _mm512_dpbusd_epi32(c##r##3, av, b3); \
   }
 
+// The NV 16-column vectors of one k-step of the packed panel (unused ones alias the first).
+#define QK_LOAD_B                                                  \
+  const __m512i b0 = _mm512_load_si512(bp);                        \
+  const __m512i b1 = NV > 1 ? _mm512_load_si512(bp + 64) : b0;     \
+  const __m512i b2 = NV > 2 ? _mm512_load_si512(bp + 128) : b0;    \
+  const __m512i b3 = NV > 3 ? _mm512_load_si512(bp + 192) : b0;
+
 #define QK_ALL_ROWS QK_ROW_DOT(0) QK_ROW_DOT(1) QK_ROW_DOT(2) QK_ROW_DOT(3) QK_ROW_DOT(4) QK_ROW_DOT(5)
 
 // The microkernel: MR rows x (16*NV) columns, whole K in registers (named accumulators: GCC keeps
@@ -162,19 +169,13 @@ void tile(const TileArgs& t) {
 #define A_LOAD(r) bcast_quad(a##r + off, flip)
   for (int64_t q = 0; q < quads; ++q, off += kKR, bp += kNR * kKR) {
     _mm_prefetch(reinterpret_cast<const char*>(bp) + 1024, _MM_HINT_T0);
-    const __m512i b0 = _mm512_load_si512(bp);
-    const __m512i b1 = NV > 1 ? _mm512_load_si512(bp + 64) : b0;
-    const __m512i b2 = NV > 2 ? _mm512_load_si512(bp + 128) : b0;
-    const __m512i b3 = NV > 3 ? _mm512_load_si512(bp + 192) : b0;
+    QK_LOAD_B
     QK_ALL_ROWS
   }
 #undef A_LOAD
   if (const int64_t tail = t.k - off; tail > 0) {
 #define A_LOAD(r) bcast_tail(a##r + off, tail, flip)
-    const __m512i b0 = _mm512_load_si512(bp);
-    const __m512i b1 = NV > 1 ? _mm512_load_si512(bp + 64) : b0;
-    const __m512i b2 = NV > 2 ? _mm512_load_si512(bp + 128) : b0;
-    const __m512i b3 = NV > 3 ? _mm512_load_si512(bp + 192) : b0;
+    QK_LOAD_B
     QK_ALL_ROWS
 #undef A_LOAD
   }
@@ -187,6 +188,7 @@ void tile(const TileArgs& t) {
 }
 
 #undef QK_ALL_ROWS
+#undef QK_LOAD_B
 #undef QK_ROW_DOT
 
 template <int MR>
