@@ -251,3 +251,56 @@ def test_same_buffer_new_contents_between_calls(rng, isa_threads):
     for _ in range(3):
         np.testing.assert_array_equal(packed(a, a_zero_point=1), qkern.reference.gemm(a, b, 1, 3))
         a[...] = rand_q(rng, np.int8, a.shape)
+
+
+def test_environment_variables_select_isa_and_threads():
+    import subprocess
+    import sys
+
+    lowest_simd = [i for i in qkern.available_isas() if i != "scalar"][-1:] or ["scalar"]
+    for isa in {lowest_simd[0], "scalar"}:
+        code = "import qkern; print(qkern.get_isa(), qkern.get_num_threads())"
+        env = {**__import__("os").environ, "QKERN_ISA": isa, "QKERN_NUM_THREADS": "1"}
+        r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+        assert r.returncode == 0, r.stderr
+        assert r.stdout.split()[-2:] == [isa, "1"], r.stdout
+
+
+@pytest.mark.parametrize(
+    ("make", "err", "match"),
+    [
+        (lambda: qkern.PackedGemm(np.zeros((4, 3), np.float32)), TypeError, "b"),
+        (lambda: qkern.PackedGemm(np.zeros((4, 3), np.int8), 200), ValueError, "b_zero_point"),
+        (lambda: qkern.PackedGemm(np.zeros((4, 3), np.int8), bias=np.zeros(2, np.int32)), ValueError, "bias"),
+        (lambda: qkern.PackedGemm(np.zeros((4, 3), np.int8))(np.zeros((2, 5), np.uint8)), ValueError, "shape"),
+        (lambda: qkern.PackedGemm(np.zeros((4, 3), np.int8))(np.zeros((2, 4), np.int16)), TypeError, "a"),
+        (
+            lambda: qkern.PackedGemm(np.zeros((4, 3), np.int8))(np.zeros((2, 4), np.uint8), a_zero_point=-1),
+            ValueError,
+            "a_zero_point",
+        ),
+        (
+            lambda: qkern.PackedGemm(np.zeros((4, 3), np.int8))(np.zeros((2, 4), np.uint8), a_zero_point=2.0),
+            TypeError,
+            "a_zero_point",
+        ),
+        (
+            lambda: qkern.PackedGemm(np.zeros((4, 3), np.int8))(
+                np.zeros((2, 4), np.uint8), out=np.zeros((2, 3), np.int8)
+            ),
+            TypeError,
+            "out",
+        ),
+    ],
+)
+def test_packed_gemm_rejects_bad_input(make, err, match):
+    with pytest.raises(err, match=match):
+        make()
+
+
+def test_packed_gemm_copies_its_weights(rng):
+    b = rand_q(rng, np.int8, (20, 9))
+    packed = qkern.PackedGemm(b)
+    want = qkern.reference.gemm(np.ones((2, 20), np.uint8), b.copy())
+    b[...] = 0  # the caller's later writes must not reach the packed weights
+    np.testing.assert_array_equal(packed(np.ones((2, 20), np.uint8)), want)
