@@ -8,37 +8,13 @@ import itertools
 import numpy as np
 import pytest
 import qkern
-from conftest import QTYPES, rand_q, rand_zp
+from conftest import ISA_THREADS, QTYPES, rand_q, rand_zp, requant_cases
 from qkern import _backend
 
 pytestmark = pytest.mark.skipif(_backend.core is None, reason="qkern._core is not built")
 
 GRID = [*range(1, 11), 15, 16, 17, 31, 32, 33, 63, 64, 65, 127, 128, 129, 1000]
-ISA_THREADS = [(isa, t) for isa in qkern.available_isas() for t in (1, 2)]
-
-
-@pytest.fixture(params=ISA_THREADS, ids=[f"{i}-{t}t" for i, t in ISA_THREADS])
-def isa_threads(request):
-    isa, threads = request.param
-    old_isa, old_threads = qkern.get_isa(), qkern.get_num_threads()
-    qkern.set_isa(isa)
-    qkern.set_num_threads(threads)
-    yield request.param
-    qkern.set_isa(old_isa)
-    qkern.set_num_threads(old_threads)
-
-
-def _requants(rng, n):
-    ws = np.exp(rng.uniform(-8, -3, n))
-    return {
-        "raw": None,
-        "gemmlowp-pt": qkern.Requant.from_scales(0.05, float(ws[0]), 0.4, 7, dtype="uint8"),
-        "gemmlowp-pc": qkern.Requant.from_scales(0.05, ws, 0.3, -5, dtype="int8", relu=True),
-        "single-pt": qkern.Requant.from_scales(0.05, float(ws[0]), 0.2, 100, dtype="uint8", rounding="single"),
-        "single-pc": qkern.Requant.from_scales(0.05, ws, 0.2, 3, dtype="int8", rounding="single"),
-        "fp32-pt": qkern.Requant.from_scales(0.05, float(ws[0]), 0.2, -3, dtype="int8", rounding="fp32"),
-        "fp32-pc": qkern.Requant.from_scales(0.05, ws, 0.3, 128, dtype="uint8", rounding="fp32"),
-    }
+_requants = requant_cases
 
 
 def _check(a, b, za, zb, bias, rq, msg=""):

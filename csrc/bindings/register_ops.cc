@@ -1,4 +1,4 @@
-// register_ops.cc: bindings of gemm, conv3x3 and deconv2x2 (scalar native kernels); the GIL is released.
+// register_ops.cc: bindings of gemm, conv3x3 and deconv2x2 and their packed forms; the GIL is released.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
@@ -6,6 +6,7 @@
 #include <optional>
 
 #include "bindings/common.h"
+#include "qkern/conv.h"
 #include "qkern/gemm.h"
 #include "qkern/isa.h"
 #include "qkern/ops.h"
@@ -32,6 +33,21 @@ void check_shape(const py::array& a, const char* name, std::initializer_list<py:
     if (a.shape(i++) != s) throw py::value_error(std::string(name) + " has the wrong shape");
 }
 
+DType out_type(const std::string& name) {
+  return name == "int32" ? DType::kInt32 : name == "uint8" ? DType::kUint8 : DType::kInt8;
+}
+
+void check_out(py::array& out, std::initializer_list<py::ssize_t> shape, DType expected) {
+  check_shape(out, "out", shape);
+  require_c_contiguous(out, "out");
+  if (dtype_of(out, "out") != expected) throw py::type_error("out has the wrong dtype");
+}
+
+struct ConvWeights;
+const int32_t* bias_ptr(const ConvWeights& cw);
+void init_weights(ConvWeights& cw, const py::array& w, const py::array& w_zp, const std::optional<py::array>& bias,
+                  const StageArgs& stage, const std::string& out_dtype, py::ssize_t channels);
+
 // Weights packed once for the ISA selected at construction (PackedGemm in python/qkern/packed.py).
 class PackedGemmCore {
  public:
@@ -40,8 +56,7 @@ class PackedGemmCore {
     if (b.ndim() != 2) throw py::value_error("b must be 2-D");
     const DType bt = quant_dtype(b, "b");
     const py::ssize_t k = b.shape(0), n = b.shape(1);
-    const DType out = out_dtype == "int32" ? DType::kInt32 : out_dtype == "uint8" ? DType::kUint8 : DType::kInt8;
-    const OutputStage os = make_stage(stage, n, out);
+    const OutputStage os = make_stage(stage, n, out_type(out_dtype));
     const int32_t* zp = typed_ptr<int32_t>(b_zp, "b_zero_point", n);
     const int32_t* bi = optional_bias(bias, n);
     py::gil_scoped_release release;
@@ -78,58 +93,156 @@ void gemm(const py::array& a, const py::array& b, int32_t a_zp, const py::array&
   packed.run(a, a_zp, out);
 }
 
+// The scalar kernels' view of conv weights (the scalar ISA has no packed conv form).
+struct ConvWeights {
+  py::array w, zp;
+  std::optional<py::array> bias;
+  StageArgs stage_args;
+  DType w_type = DType::kInt8;
+  OutputStage stage;
+};
+
+const int32_t* bias_ptr(const ConvWeights& cw) {
+  return cw.bias ? static_cast<const int32_t*>(cw.bias->data()) : nullptr;
+}
+
+void init_weights(ConvWeights& cw, const py::array& w, const py::array& w_zp, const std::optional<py::array>& bias,
+                  const StageArgs& stage, const std::string& out_dtype, py::ssize_t channels) {
+  cw.w_type = quant_dtype(w, "w");
+  cw.w = w;
+  typed_ptr<int32_t>(w_zp, "w_zero_point", channels);
+  cw.zp = w_zp;
+  optional_bias(bias, channels);
+  cw.bias = bias;
+  cw.stage_args = stage;
+  cw.stage = make_stage(cw.stage_args, channels, out_type(out_dtype));
+}
+
+// conv3x3 weights w[O, 3, 3, C] packed once for the ISA selected at construction, with stride and padding.
+class PackedConv3x3Core {
+ public:
+  PackedConv3x3Core(const py::array& w, const py::array& w_zp, const std::optional<py::array>& bias,
+                    const StageArgs& stage, const std::string& out_dtype, int stride, int padding)
+      : stride_(stride), padding_(padding), isa_(current_isa()) {
+    if (w.ndim() != 4 || w.shape(1) != 3 || w.shape(2) != 3) throw py::value_error("w must be [O, 3, 3, C]");
+    if ((stride != 1 && stride != 2) || (padding != 0 && padding != 1))
+      throw py::value_error("stride must be 1 or 2 and padding 0 or 1");
+    out_channels_ = w.shape(0);
+    in_channels_ = w.shape(3);
+    init_weights(weights_, w, w_zp, bias, stage, out_dtype, out_channels_);
+    if (isa_ == Isa::kScalar) return;
+    const ConvWeights& cw = weights_;
+    py::gil_scoped_release release;
+    packed_ = pack_conv3x3(isa_, cw.w.data(), cw.w_type, out_channels_, in_channels_,
+                           static_cast<const int32_t*>(cw.zp.data()), bias_ptr(cw), cw.stage);
+  }
+
+  void run(const py::array& x, int32_t x_zp, py::array& out) const {
+    if (x.ndim() != 4 || x.shape(3) != in_channels_) throw py::value_error("x must be [N, H, W, C] with C matching w");
+    ConvInput in{x.shape(0), x.shape(1), x.shape(2), in_channels_, stride_, padding_};
+    if (in.height + 2 * padding_ < 3 || in.width + 2 * padding_ < 3) throw py::value_error("x is smaller than the kernel");
+    const DType xt = quant_dtype(x, "x");
+    check_out(out, {in.batch, in.out_height(), in.out_width(), out_channels_}, weights_.stage.out_dtype);
+    const void* xp = x.data();
+    void* op = out.mutable_data();
+    py::gil_scoped_release release;
+    if (packed_) return conv3x3_packed(*packed_, in, xp, xt, x_zp, op);
+    Conv3x3Problem p;
+    p.batch = in.batch;
+    p.height = in.height;
+    p.width = in.width;
+    p.in_channels = in_channels_;
+    p.out_channels = out_channels_;
+    p.stride = stride_;
+    p.padding = padding_;
+    p.x = xp;
+    p.x_type = xt;
+    p.w = weights_.w.data();
+    p.w_type = weights_.w_type;
+    p.x_zero_point = x_zp;
+    p.w_zero_point = static_cast<const int32_t*>(weights_.zp.data());
+    p.bias = bias_ptr(weights_);
+    p.stage = weights_.stage;
+    p.out = op;
+    conv3x3_scalar(p);
+  }
+
+  std::string isa() const { return isa_name(isa_); }
+
+ private:
+  int stride_, padding_;
+  Isa isa_;
+  int64_t out_channels_ = 0, in_channels_ = 0;
+  ConvWeights weights_;
+  std::unique_ptr<PackedB> packed_;
+};
+
+// conv_transpose2x2 weights w[C, 2, 2, O] packed once for the ISA selected at construction.
+class PackedDeconv2x2Core {
+ public:
+  PackedDeconv2x2Core(const py::array& w, const py::array& w_zp, const std::optional<py::array>& bias,
+                      const StageArgs& stage, const std::string& out_dtype)
+      : isa_(current_isa()) {
+    if (w.ndim() != 4 || w.shape(1) != 2 || w.shape(2) != 2) throw py::value_error("w must be [C, 2, 2, O]");
+    in_channels_ = w.shape(0);
+    out_channels_ = w.shape(3);
+    init_weights(weights_, w, w_zp, bias, stage, out_dtype, out_channels_);
+    if (isa_ == Isa::kScalar) return;
+    const ConvWeights& cw = weights_;
+    py::gil_scoped_release release;
+    packed_ = pack_deconv2x2(isa_, cw.w.data(), cw.w_type, in_channels_, out_channels_,
+                             static_cast<const int32_t*>(cw.zp.data()), bias_ptr(cw), cw.stage);
+  }
+
+  void run(const py::array& x, int32_t x_zp, py::array& out) const {
+    if (x.ndim() != 4 || x.shape(3) != in_channels_) throw py::value_error("x must be [N, H, W, C] with C matching w");
+    const ConvInput in{x.shape(0), x.shape(1), x.shape(2), in_channels_, 2, 0};
+    const DType xt = quant_dtype(x, "x");
+    check_out(out, {in.batch, 2 * in.height, 2 * in.width, out_channels_}, weights_.stage.out_dtype);
+    const void* xp = x.data();
+    void* op = out.mutable_data();
+    py::gil_scoped_release release;
+    if (packed_) return deconv2x2_packed(*packed_, in, xp, xt, x_zp, op);
+    Deconv2x2Problem p;
+    p.batch = in.batch;
+    p.height = in.height;
+    p.width = in.width;
+    p.in_channels = in_channels_;
+    p.out_channels = out_channels_;
+    p.x = xp;
+    p.x_type = xt;
+    p.w = weights_.w.data();
+    p.w_type = weights_.w_type;
+    p.x_zero_point = x_zp;
+    p.w_zero_point = static_cast<const int32_t*>(weights_.zp.data());
+    p.bias = bias_ptr(weights_);
+    p.stage = weights_.stage;
+    p.out = op;
+    deconv2x2_scalar(p);
+  }
+
+  std::string isa() const { return isa_name(isa_); }
+
+ private:
+  Isa isa_;
+  int64_t out_channels_ = 0, in_channels_ = 0;
+  ConvWeights weights_;
+  std::unique_ptr<PackedB> packed_;
+};
+
 void conv3x3(const py::array& x, const py::array& w, int stride, int padding, int32_t x_zp, const py::array& w_zp,
              const std::optional<py::array>& bias, const StageArgs& stage, py::array& out) {
-  if (x.ndim() != 4 || w.ndim() != 4) throw py::value_error("conv3x3: need x[N,H,W,C], w[O,3,3,C]");
-  Conv3x3Problem p;
-  p.batch = x.shape(0);
-  p.height = x.shape(1);
-  p.width = x.shape(2);
-  p.in_channels = x.shape(3);
-  p.out_channels = w.shape(0);
-  check_shape(w, "w", {p.out_channels, 3, 3, p.in_channels});
-  if ((stride != 1 && stride != 2) || (padding != 0 && padding != 1)) throw py::value_error("stride/padding");
-  p.stride = stride;
-  p.padding = padding;
-  if (p.height + 2 * padding < 3 || p.width + 2 * padding < 3) throw py::value_error("input smaller than the kernel");
-  p.x = x.data();
-  p.x_type = quant_dtype(x, "x");
-  p.w = w.data();
-  p.w_type = quant_dtype(w, "w");
-  p.x_zero_point = x_zp;
-  p.w_zero_point = typed_ptr<int32_t>(w_zp, "w_zero_point", p.out_channels);
-  p.bias = optional_bias(bias, p.out_channels);
-  check_shape(out, "out", {p.batch, p.out_height(), p.out_width(), p.out_channels});
-  require_c_contiguous(out, "out");
-  p.stage = make_stage(stage, p.out_channels, dtype_of(out, "out"));
-  p.out = out.mutable_data();
-  py::gil_scoped_release release;
-  conv3x3_scalar(p);
+  const DType out_t = dtype_of(out, "out");
+  const PackedConv3x3Core packed(w, w_zp, bias, stage, out_t == DType::kInt32 ? "int32" : dtype_name(out_t), stride,
+                                 padding);
+  packed.run(x, x_zp, out);
 }
 
 void deconv2x2(const py::array& x, const py::array& w, int32_t x_zp, const py::array& w_zp,
                const std::optional<py::array>& bias, const StageArgs& stage, py::array& out) {
-  if (x.ndim() != 4 || w.ndim() != 4) throw py::value_error("deconv2x2: need x[N,H,W,C], w[C,2,2,O]");
-  Deconv2x2Problem p;
-  p.batch = x.shape(0);
-  p.height = x.shape(1);
-  p.width = x.shape(2);
-  p.in_channels = x.shape(3);
-  p.out_channels = w.shape(3);
-  check_shape(w, "w", {p.in_channels, 2, 2, p.out_channels});
-  p.x = x.data();
-  p.x_type = quant_dtype(x, "x");
-  p.w = w.data();
-  p.w_type = quant_dtype(w, "w");
-  p.x_zero_point = x_zp;
-  p.w_zero_point = typed_ptr<int32_t>(w_zp, "w_zero_point", p.out_channels);
-  p.bias = optional_bias(bias, p.out_channels);
-  check_shape(out, "out", {p.batch, 2 * p.height, 2 * p.width, p.out_channels});
-  require_c_contiguous(out, "out");
-  p.stage = make_stage(stage, p.out_channels, dtype_of(out, "out"));
-  p.out = out.mutable_data();
-  py::gil_scoped_release release;
-  deconv2x2_scalar(p);
+  const DType out_t = dtype_of(out, "out");
+  const PackedDeconv2x2Core packed(w, w_zp, bias, stage, out_t == DType::kInt32 ? "int32" : dtype_name(out_t));
+  packed.run(x, x_zp, out);
 }
 
 }  // namespace
@@ -149,6 +262,20 @@ void register_ops(py::module_& m) {
       .def_property_readonly("n", &PackedGemmCore::n);
   m.def("gemm", &gemm, py::arg("a"), py::arg("b"), py::arg("a_zero_point"), py::arg("b_zero_point"), py::arg("bias"),
         py::arg("stage"), py::arg("out"));
+  py::class_<PackedConv3x3Core>(m, "PackedConv3x3", "conv3x3 weights packed once for the selected ISA (internal).")
+      .def(py::init<const py::array&, const py::array&, const std::optional<py::array>&, const StageArgs&,
+                    const std::string&, int, int>(),
+           py::arg("w"), py::arg("w_zero_point"), py::arg("bias"), py::arg("stage"), py::arg("out_dtype"),
+           py::arg("stride"), py::arg("padding"))
+      .def("run", &PackedConv3x3Core::run, py::arg("x"), py::arg("x_zero_point"), py::arg("out"))
+      .def_property_readonly("isa", &PackedConv3x3Core::isa);
+  py::class_<PackedDeconv2x2Core>(m, "PackedDeconv2x2",
+                                  "conv_transpose2x2 weights packed once for the selected ISA (internal).")
+      .def(py::init<const py::array&, const py::array&, const std::optional<py::array>&, const StageArgs&,
+                    const std::string&>(),
+           py::arg("w"), py::arg("w_zero_point"), py::arg("bias"), py::arg("stage"), py::arg("out_dtype"))
+      .def("run", &PackedDeconv2x2Core::run, py::arg("x"), py::arg("x_zero_point"), py::arg("out"))
+      .def_property_readonly("isa", &PackedDeconv2x2Core::isa);
   m.def("conv3x3", &conv3x3, py::arg("x"), py::arg("w"), py::arg("stride"), py::arg("padding"),
         py::arg("x_zero_point"), py::arg("w_zero_point"), py::arg("bias"), py::arg("stage"), py::arg("out"));
   m.def("deconv2x2", &deconv2x2, py::arg("x"), py::arg("w"), py::arg("x_zero_point"), py::arg("w_zero_point"),

@@ -1,7 +1,8 @@
 // gemm.h: packed weights (B), the microkernel ABI shared by every ISA, and the packed-GEMM driver.
 //
 // Packed B layout (docs/kernels.md): panels of NR columns; inside a panel [Kp/KR][NR][KR] elements, one
-// contiguous stream per k-step. avx512vnni: NR=64, KR=4, int8 (u8 B flipped to s8 by ^0x80, zero point
+// contiguous stream per k-step. K is `taps` segments of `tap_k` rows, each padded to `tap_kp` (a multiple
+// of KR) with zero rows: a GEMM has one tap, conv3x3 nine (one per kernel position, docs/kernels.md). avx512vnni: NR=64, KR=4, int8 (u8 B flipped to s8 by ^0x80, zero point
 // -128). avx2: NR=16, KR=2, int16 (raw values, no flip). scalar: the unpacked K x N matrix.
 #pragma once
 
@@ -25,8 +26,10 @@ struct AlignedBuffer {
 
 struct PackedB {
   Isa isa = Isa::kScalar;
-  int64_t k = 0, n = 0;
-  int64_t nr = 1, kr = 1, kp = 0, panels = 0;  // panel width, k-group, padded K, panel count
+  int64_t k = 0, n = 0;                         // real depth (taps * tap_k) and columns
+  int taps = 1;                                  // K segments, each read from its own A row pointers
+  int64_t tap_k = 0, tap_kp = 0;                 // real and padded rows per segment
+  int64_t nr = 1, kr = 1, kp = 0, panels = 0;  // panel width, k-group, padded K (taps * tap_kp), panel count
   DType b_type = DType::kInt8;
   bool flip_s8_a = false;  // the kernel reads s8 A as u8 (a ^ 0x80): its zero point moves by +128
   AlignedBuffer data;
@@ -39,10 +42,24 @@ struct PackedB {
   int64_t columns() const { return panels * nr; }
 };
 
-// Packs b[K, N] (row stride ldb) for `isa` with its zero point(s) b_zp[N], optional bias[N] and stage
-// (per-column arrays of length N in `stage`, copied). The result owns everything it needs.
-std::unique_ptr<PackedB> pack_b(Isa isa, const void* b, DType b_type, int64_t k, int64_t n, int64_t ldb,
+// The logical B[K, N] to pack: element (k, n) at data[k * ld_k + n * ld_n].
+struct BSource {
+  const void* data = nullptr;
+  DType type = DType::kInt8;
+  int64_t ld_k = 0, ld_n = 1;
+};
+
+// Packs B (taps * tap_k rows, n columns) for `isa` with its zero point(s) b_zp[N], optional bias[N] and
+// stage (per-column arrays of length N in `stage`, copied). The result owns everything it needs. The
+// scalar ISA keeps B unpacked and supports one tap only.
+std::unique_ptr<PackedB> pack_b(Isa isa, const BSource& b, int taps, int64_t tap_k, int64_t n,
                                 const int32_t* b_zp, const int32_t* bias, const OutputStage& stage);
+
+// The plain GEMM case: b[K, N] with row stride ldb.
+inline std::unique_ptr<PackedB> pack_b(Isa isa, const void* b, DType b_type, int64_t k, int64_t n, int64_t ldb,
+                                       const int32_t* b_zp, const int32_t* bias, const OutputStage& stage) {
+  return pack_b(isa, BSource{b, b_type, ldb, 1}, 1, k, n, b_zp, bias, stage);
+}
 
 // C[M, N] (row stride ldc, element type stage.out_dtype) = stage(A B), A[M, K] row stride lda.
 void gemm_packed(const PackedB& pb, const void* a, DType a_type, int64_t m, int64_t lda, int32_t a_zero_point,
@@ -50,10 +67,12 @@ void gemm_packed(const PackedB& pb, const void* a, DType a_type, int64_t m, int6
 
 // ---- microkernel ABI (one POD for every ISA) ----
 constexpr int kMaxMR = 6;
+constexpr int kMaxTaps = 9;
 
 struct TileArgs {
-  const uint8_t* a[kMaxMR];  // row pointers; rows >= mr alias row 0
-  int64_t k;                 // true depth
+  const uint8_t* a[kMaxTaps][kMaxMR];  // per tap, the row pointers (tap_k bytes each); rows >= mr alias row 0
+  int taps;                            // 1 for a GEMM
+  int64_t tap_k, tap_kp;               // as in PackedB: B holds tap_kp rows per tap, the last ones zero
   const uint8_t* b;          // start of this panel in PackedB::data
   const int32_t* bias_eff;   // [nr]: bias - za'*colsum + K*za'*zb (wrapped), this panel
   const int32_t* zb;         // [nr] or null: subtract rowsum[r] * zb[j] in the epilogue
@@ -62,16 +81,27 @@ struct TileArgs {
   int64_t col0;              // first column of this panel
   int nc;                    // valid columns in this panel (1..nr)
   void* c[kMaxMR];           // output row pointers at column col0
+  int64_t split;             // columns >= split go to c2 instead (depth-to-space store); INT64_MAX if none
+  void* c2[kMaxMR];          // output row pointers at column split
   bool a_signed;             // A is int8 (the kernel flips or sign-extends it)
-  uint64_t call_id;          // unique per gemm_packed call: per-call caches in kernels key on it
+  uint64_t a_version;        // changes whenever the bytes behind a[][] may have: kernel caches key on it
 };
 
 using TileKernel = void (*)(const TileArgs& t, int mr);
 
 // Per-ISA packing and tile kernels (defined in csrc/kernels/<isa>/).
-void pack_b_avx512vnni(PackedB& pb, const void* b, int64_t ldb);
+void pack_b_avx512vnni(PackedB& pb, const BSource& b);
 void tile_gemm_6x64c4__avx512vnni(const TileArgs& t, int mr);
-void pack_b_avx2(PackedB& pb, const void* b, int64_t ldb);
+void pack_b_avx2(PackedB& pb, const BSource& b);
 void tile_gemm_6x16c2__avx2(const TileArgs& t, int mr);
+
+// Calls f(kk, src) for every row of the padded packed K (tap-major): src is the row's offset in the
+// source (k * ld_k), or -1 for a padding row.
+template <class F>
+inline void for_each_packed_row(const PackedB& pb, const BSource& b, F f) {
+  int64_t kk = 0;
+  for (int tap = 0; tap < pb.taps; ++tap)
+    for (int64_t c = 0; c < pb.tap_kp; ++c, ++kk) f(kk, c < pb.tap_k ? (tap * pb.tap_k + c) * b.ld_k : int64_t{-1});
+}
 
 }  // namespace qk

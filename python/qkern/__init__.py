@@ -9,11 +9,14 @@ from ._version import __version__
 from .fixedpoint import quantize_multiplier
 from .ops import conv3x3, conv_transpose2x2, gemm
 from .packed import PackedGemm
+from .packed_conv import PackedConv3x3, PackedConvTranspose2x2
 from .qparams import QParams, calc_qparams, dequantize, quantize
 from .requant import Requant, requantize
 from .runtime import available_isas, get_isa, get_num_threads, info, kernels, set_isa, set_num_threads
 
 __all__ = [
+    "PackedConv3x3",
+    "PackedConvTranspose2x2",
     "PackedGemm",
     "QParams",
     "Requant",

@@ -19,6 +19,46 @@ class StageArgs:
         qmax: int,
     ) -> None: ...
 
+class PackedGemm:
+    isa: str
+    k: int
+    n: int
+    def __init__(
+        self,
+        b: npt.NDArray[Any],
+        b_zero_point: npt.NDArray[np.int32],
+        bias: npt.NDArray[np.int32] | None,
+        stage: StageArgs,
+        out_dtype: str,
+    ) -> None: ...
+    def run(self, a: npt.NDArray[Any], a_zero_point: int, out: npt.NDArray[Any]) -> None: ...
+
+class PackedConv3x3:
+    isa: str
+    def __init__(
+        self,
+        w: npt.NDArray[Any],
+        w_zero_point: npt.NDArray[np.int32],
+        bias: npt.NDArray[np.int32] | None,
+        stage: StageArgs,
+        out_dtype: str,
+        stride: int,
+        padding: int,
+    ) -> None: ...
+    def run(self, x: npt.NDArray[Any], x_zero_point: int, out: npt.NDArray[Any]) -> None: ...
+
+class PackedDeconv2x2:
+    isa: str
+    def __init__(
+        self,
+        w: npt.NDArray[Any],
+        w_zero_point: npt.NDArray[np.int32],
+        bias: npt.NDArray[np.int32] | None,
+        stage: StageArgs,
+        out_dtype: str,
+    ) -> None: ...
+    def run(self, x: npt.NDArray[Any], x_zero_point: int, out: npt.NDArray[Any]) -> None: ...
+
 def gemm(
     a: npt.NDArray[Any],
     b: npt.NDArray[Any],

@@ -90,11 +90,52 @@ def gemm(
 
 
 def _conv_common(
-    x: Any, w: Any, x_zero_point: Any, w_zero_point: Any, bias: Any, requant: Any, out_channels: int
+    x_dtype: str, w: Any, x_zero_point: Any, w_zero_point: Any, bias: Any, requant: Any, out_channels: int
 ) -> tuple[int, int | np.ndarray, np.ndarray | None, Requant | None]:
-    xz = V.zero_point(x_zero_point, x.dtype.name, "x_zero_point")
+    xz = V.zero_point(x_zero_point, x_dtype, "x_zero_point")
     wz = V.zero_point(w_zero_point, w.dtype.name, "w_zero_point", channels=out_channels)
     return xz, wz, V.bias(bias, out_channels), _requant(requant, out_channels)
+
+
+def check_conv3x3_layer(w: Any, stride: Any, padding: Any) -> tuple[np.ndarray, int, int]:
+    """w[O, 3, 3, C], stride in {1, 2}, padding in {0, 1}."""
+    w = V.quant_array(w, "w", 4)
+    if w.shape[1:3] != (3, 3):
+        raise ValueError(f"w must have shape (O, 3, 3, C) (OHWI), got {w.shape}")
+    stride = V.int_scalar(stride, "stride")
+    padding = V.int_scalar(padding, "padding")
+    if stride not in (1, 2):
+        raise ValueError(f"stride must be 1 or 2, got {stride}")
+    if padding not in (0, 1):
+        raise ValueError(f"padding must be 0 or 1, got {padding}")
+    return w, stride, padding
+
+
+def check_conv3x3_input(x: Any, channels: int, stride: int, padding: int) -> tuple[np.ndarray, tuple[int, ...]]:
+    """x[N, H, W, C] with C = `channels`; returns x and the output shape without its channel count."""
+    x = V.quant_array(x, "x", 4)
+    n, h, wd, c = x.shape
+    if c != channels:
+        raise ValueError(f"x has {c} channels but w expects {channels} (w is OHWI: (O, 3, 3, C))")
+    if h + 2 * padding < 3 or wd + 2 * padding < 3:
+        raise ValueError(f"x spatial size {h}x{wd} is smaller than the 3x3 kernel with padding={padding}")
+    oh, ow = reference.conv.conv3x3_output_size(h, wd, stride, padding)
+    return x, (n, oh, ow)
+
+
+def check_deconv2x2_layer(w: Any) -> np.ndarray:
+    w = V.quant_array(w, "w", 4)
+    if w.shape[1:3] != (2, 2):
+        raise ValueError(f"w must have shape (C, 2, 2, O) (IHWO), got {w.shape}")
+    return w
+
+
+def check_deconv2x2_input(x: Any, channels: int) -> tuple[np.ndarray, tuple[int, ...]]:
+    x = V.quant_array(x, "x", 4)
+    n, h, wd, c = x.shape
+    if c != channels:
+        raise ValueError(f"x has {c} channels but w expects {channels} (w is IHWO: (C, 2, 2, O))")
+    return x, (n, 2 * h, 2 * wd)
 
 
 def conv3x3(
@@ -113,23 +154,11 @@ def conv3x3(
 
     Padding reads as x_zero_point (real 0). stride 1 or 2, padding 0 or 1.
     """
-    x = V.quant_array(x, "x", 4)
-    w = V.quant_array(w, "w", 4)
-    if w.shape[1:] != (3, 3, x.shape[3]):
-        raise ValueError(f"w must have shape (O, 3, 3, {x.shape[3]}) (OHWI, C from x), got {w.shape}")
-    stride = V.int_scalar(stride, "stride")
-    padding = V.int_scalar(padding, "padding")
-    if stride not in (1, 2):
-        raise ValueError(f"stride must be 1 or 2, got {stride}")
-    if padding not in (0, 1):
-        raise ValueError(f"padding must be 0 or 1, got {padding}")
-    n, h, wd, _ = x.shape
-    if h + 2 * padding < 3 or wd + 2 * padding < 3:
-        raise ValueError(f"x spatial size {h}x{wd} is smaller than the 3x3 kernel with padding={padding}")
+    w, stride, padding = check_conv3x3_layer(w, stride, padding)
+    x, spatial = check_conv3x3_input(x, w.shape[3], stride, padding)
     o = w.shape[0]
-    xz, wz, bias, requant = _conv_common(x, w, x_zero_point, w_zero_point, bias, requant, o)
-    oh, ow = reference.conv.conv3x3_output_size(h, wd, stride, padding)
-    out = _out(out, (n, oh, ow, o), requant, (x, w, bias))
+    xz, wz, bias, requant = _conv_common(x.dtype.name, w, x_zero_point, w_zero_point, bias, requant, o)
+    out = _out(out, (*spatial, o), requant, (x, w, bias))
     if _backend.get_backend() == "reference":
         out[...] = reference.conv3x3(x, w, stride, padding, xz, wz, bias, requant)
         return out
@@ -150,14 +179,11 @@ def conv_transpose2x2(
     out: np.ndarray | None = None,
 ) -> np.ndarray:
     """2x2 stride-2 transposed convolution, NHWC: x[N,H,W,C], w[C,2,2,O] (IHWO) -> [N,2H,2W,O]."""
-    x = V.quant_array(x, "x", 4)
-    w = V.quant_array(w, "w", 4)
-    if w.shape[:3] != (x.shape[3], 2, 2):
-        raise ValueError(f"w must have shape ({x.shape[3]}, 2, 2, O) (IHWO, C from x), got {w.shape}")
-    n, h, wd, _ = x.shape
+    w = check_deconv2x2_layer(w)
+    x, spatial = check_deconv2x2_input(x, w.shape[0])
     o = w.shape[3]
-    xz, wz, bias, requant = _conv_common(x, w, x_zero_point, w_zero_point, bias, requant, o)
-    out = _out(out, (n, 2 * h, 2 * wd, o), requant, (x, w, bias))
+    xz, wz, bias, requant = _conv_common(x.dtype.name, w, x_zero_point, w_zero_point, bias, requant, o)
+    out = _out(out, (*spatial, o), requant, (x, w, bias))
     if _backend.get_backend() == "reference":
         out[...] = reference.conv_transpose2x2(x, w, xz, wz, bias, requant)
         return out

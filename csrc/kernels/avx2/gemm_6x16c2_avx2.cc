@@ -4,6 +4,7 @@
 // lane is a0*b0 + a1*b1, at most 2*255*255 in magnitude: exact, and the int32 sums wrap (eq. (6)).
 #include <immintrin.h>
 
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -30,11 +31,13 @@ void widen(const uint8_t* src, bool is_signed, int64_t n, int16_t* dst) {
 }
 
 // The widened rows of the last tile this thread saw: the driver runs every panel of an m-tile back to
-// back, so all but the first panel reuse the widening.
+// back, so all but the first panel reuse the widening. Each row is the concatenation of its taps, each
+// widened to tap_kp int16 (zero-filled), matching the packed B rows.
 struct WidenCache {
-  const uint8_t* rows[kMaxMR] = {};
-  int64_t k = -1;
-  uint64_t call_id = 0;  // a new call may reuse addresses with new contents: never hit across calls
+  const uint8_t* rows[kMaxTaps][kMaxMR] = {};
+  int taps = 0;
+  int64_t tap_k = -1;
+  uint64_t a_version = 0;  // new bytes may sit at old addresses: never hit across versions
   bool is_signed = false;
   std::vector<int16_t> data;  // kMaxMR rows of `stride` int16
   int64_t stride = 0;
@@ -42,23 +45,37 @@ struct WidenCache {
 
 const int16_t* widened_rows(const TileArgs& t, int mr, int64_t* stride) {
   thread_local WidenCache cache;
-  bool hit = cache.call_id == t.call_id && cache.k == t.k && cache.is_signed == t.a_signed;
-  for (int r = 0; r < mr && hit; ++r) hit = cache.rows[r] == t.a[r];
+  bool hit = cache.a_version == t.a_version && cache.taps == t.taps && cache.tap_k == t.tap_k &&
+             cache.is_signed == t.a_signed;
+  for (int tap = 0; tap < t.taps && hit; ++tap)
+    for (int r = 0; r < mr && hit; ++r) hit = cache.rows[tap][r] == t.a[tap][r];
   if (!hit) {
-    cache.stride = (t.k + 31) / 32 * 32;
+    cache.stride = (t.taps * t.tap_kp + 31) / 32 * 32;
     const size_t need = static_cast<size_t>(kMaxMR * cache.stride);
     if (cache.data.size() < need) cache.data.resize(need);
-    for (int r = 0; r < kMaxMR; ++r) cache.rows[r] = nullptr;
-    for (int r = 0; r < mr; ++r) {
-      widen(t.a[r], t.a_signed, t.k, cache.data.data() + r * cache.stride);
-      cache.rows[r] = t.a[r];
-    }
-    cache.k = t.k;
-    cache.call_id = t.call_id;
+    for (int tap = 0; tap < kMaxTaps; ++tap)
+      for (int r = 0; r < kMaxMR; ++r) cache.rows[tap][r] = nullptr;
+    for (int r = 0; r < mr; ++r)
+      for (int tap = 0; tap < t.taps; ++tap) {
+        widen(t.a[tap][r], t.a_signed, t.tap_k, cache.data.data() + r * cache.stride + tap * t.tap_kp);
+        cache.rows[tap][r] = t.a[tap][r];
+      }
+    cache.taps = t.taps;
+    cache.tap_k = t.tap_k;
+    cache.a_version = t.a_version;
     cache.is_signed = t.a_signed;
   }
   *stride = cache.stride;
   return cache.data.data();
+}
+
+// The stage with its per-column arrays starting at column `col`.
+OutputStage stage_at(const OutputStage& os, int64_t col) {
+  OutputStage s = os;
+  if (os.multiplier) s.multiplier += col;
+  if (os.shift) s.shift += col;
+  if (os.fmultiplier) s.fmultiplier += col;
+  return s;
 }
 
 template <int MR>
@@ -70,7 +87,7 @@ void tile(const TileArgs& t) {
   __m256i c10 = c00, c11 = c01, c20 = c00, c21 = c01, c30 = c00, c31 = c01, c40 = c00, c41 = c01, c50 = c00, c51 = c01;
   const uint8_t* bp = t.b;
   {
-    const int64_t pairs = (t.k + 1) / 2;
+    const int64_t pairs = t.taps * t.tap_kp / 2;
     for (int64_t q = 0; q < pairs; ++q, bp += kNR * kKR * 2) {
       const __m256i b0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(bp));
       const __m256i b1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(bp + 32));
@@ -93,18 +110,17 @@ void tile(const TileArgs& t) {
     _mm256_store_si256(reinterpret_cast<__m256i*>(acc[r] + 8), rows[r][1]);
   }
   const OutputStage& os = *t.stage;
+  // Columns before `split` go to c, the rest to c2 (the depth-to-space store of conv_transpose2x2).
+  const int split = static_cast<int>(std::min<int64_t>(std::max<int64_t>(t.split - t.col0, 0), t.nc));
   for (int r = 0; r < MR; ++r) {
     uint32_t row[kNR];
     for (int j = 0; j < t.nc; ++j) {
       const uint32_t term = t.zb ? static_cast<uint32_t>(t.rowsum[r]) * static_cast<uint32_t>(t.zb[j]) : 0u;
       row[j] = static_cast<uint32_t>(acc[r][j]) - term;
     }
-    // store_row's channel index is j % channel_count; offset the stage to this panel's first column.
-    OutputStage panel = os;
-    if (os.multiplier) panel.multiplier += t.col0;
-    if (os.shift) panel.shift += t.col0;
-    if (os.fmultiplier) panel.fmultiplier += t.col0;
-    store_row(row, t.nc, kNR, panel, static_cast<char*>(t.c[r]));
+    // store_row's channel index is j % channel_count; offset the stage to the first column stored.
+    if (split > 0) store_row(row, split, kNR, stage_at(os, t.col0), static_cast<char*>(t.c[r]));
+    if (split < t.nc) store_row(row + split, t.nc - split, kNR, stage_at(os, t.col0 + split), t.c2[r]);
   }
 }
 
@@ -122,18 +138,16 @@ void tile_gemm_6x16c2__avx2(const TileArgs& t, int mr) {
 }
 
 // B[k, n] -> panels [kp/2][16][2] of int16 raw values (no flip needed: int16 holds u8 and s8).
-void pack_b_avx2(PackedB& pb, const void* b, int64_t ldb) {
+void pack_b_avx2(PackedB& pb, const BSource& b) {
   int16_t* dst = reinterpret_cast<int16_t*>(pb.data.data());
   for (int64_t p = 0; p < pb.panels; ++p) {
     int16_t* panel = dst + p * pb.kp * kNR;
-    for (int64_t kk = 0; kk < pb.kp; ++kk) {
-      for (int64_t j = 0; j < kNR; ++j) {
-        const int64_t col = p * kNR + j;
-        const bool real = kk < pb.k && col < pb.n;
-        panel[(kk / kKR) * kNR * kKR + j * kKR + kk % kKR] =
-            real ? static_cast<int16_t>(load_q(b, pb.b_type, kk * ldb + col)) : int16_t{0};
-      }
-    }
+    for_each_packed_row(pb, b, [&](int64_t kk, int64_t row) {
+      if (row < 0) return;  // padding rows stay 0 (the buffer is zeroed)
+      int16_t* out = panel + (kk / kKR) * kNR * kKR + kk % kKR;
+      for (int64_t j = 0; j < kNR && p * kNR + j < pb.n; ++j)
+        out[j * kKR] = static_cast<int16_t>(load_q(b.data, b.type, row + (p * kNR + j) * b.ld_n));
+    });
   }
 }
 

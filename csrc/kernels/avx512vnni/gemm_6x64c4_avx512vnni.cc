@@ -117,7 +117,7 @@ template <int NV>
 inline void store_row(const TileArgs& t, int r, __m512i v0, __m512i v1, __m512i v2, __m512i v3) {
   const OutputStage& os = *t.stage;
   const int64_t esize = os.out_dtype == DType::kInt32 ? 4 : 1;
-  char* dst = static_cast<char*>(t.c[r]);
+  const uintptr_t dst = reinterpret_cast<uintptr_t>(t.c[r]);
   __m512i v[4] = {v0, v1, v2, v3};
   for (int j = 0; j < NV; ++j) {
     __m512i x = v[j];
@@ -125,7 +125,19 @@ inline void store_row(const TileArgs& t, int r, __m512i v0, __m512i v1, __m512i 
       const __m512i zb = _mm512_loadu_si512(t.zb + 16 * j);
       x = _mm512_sub_epi32(x, _mm512_mullo_epi32(_mm512_set1_epi32(t.rowsum[r]), zb));
     }
-    store16(x, os, t.col0 + 16 * j, dst + 16 * j * esize, lane_mask(t.nc, j));
+    const int64_t col = t.col0 + 16 * j;
+    const __mmask16 lanes = lane_mask(t.nc, j);
+    if (col + 16 <= t.split) {
+      store16(x, os, col, reinterpret_cast<void*>(dst + 16 * j * esize), lanes);
+      continue;
+    }
+    // Depth-to-space: lanes at or past `split` belong to the second output run. A masked store never
+    // touches masked-off lanes, so the base may point before the run (integer arithmetic, not pointers).
+    const int64_t first = col < t.split ? t.split - col : 0;
+    const __mmask16 low = static_cast<__mmask16>(lanes & ((1u << first) - 1));
+    const uintptr_t dst2 = reinterpret_cast<uintptr_t>(t.c2[r]) + static_cast<uintptr_t>((col - t.split) * esize);
+    if (low) store16(x, os, col, reinterpret_cast<void*>(dst + 16 * j * esize), low);
+    store16(x, os, col, reinterpret_cast<void*>(dst2), static_cast<__mmask16>(lanes & ~low));
   }
 }
 
@@ -152,32 +164,35 @@ inline void store_row(const TileArgs& t, int r, __m512i v0, __m512i v1, __m512i 
 template <int MR, int NV>
 void tile(const TileArgs& t) {
   const uint32_t flip = t.a_signed ? 0x80808080u : 0u;
-  const uint8_t* a0 = t.a[0];
-  const uint8_t* a1 = t.a[1];
-  const uint8_t* a2 = t.a[2];
-  const uint8_t* a3 = t.a[3];
-  const uint8_t* a4 = t.a[4];
-  const uint8_t* a5 = t.a[5];
   const __m512i i0 = _mm512_loadu_si512(t.bias_eff), i1 = _mm512_loadu_si512(t.bias_eff + 16),
                 i2 = _mm512_loadu_si512(t.bias_eff + 32), i3 = _mm512_loadu_si512(t.bias_eff + 48);
   __m512i c00 = i0, c01 = i1, c02 = i2, c03 = i3, c10 = i0, c11 = i1, c12 = i2, c13 = i3;
   __m512i c20 = i0, c21 = i1, c22 = i2, c23 = i3, c30 = i0, c31 = i1, c32 = i2, c33 = i3;
   __m512i c40 = i0, c41 = i1, c42 = i2, c43 = i3, c50 = i0, c51 = i1, c52 = i2, c53 = i3;
   const uint8_t* bp = t.b;
-  const int64_t quads = t.k / kKR;
-  int64_t off = 0;
+  const int64_t quads = t.tap_k / kKR, tail = t.tap_k % kKR;
+  for (int tap = 0; tap < t.taps; ++tap) {
+    const uint8_t* a0 = t.a[tap][0];
+    const uint8_t* a1 = t.a[tap][1];
+    const uint8_t* a2 = t.a[tap][2];
+    const uint8_t* a3 = t.a[tap][3];
+    const uint8_t* a4 = t.a[tap][4];
+    const uint8_t* a5 = t.a[tap][5];
+    int64_t off = 0;
 #define A_LOAD(r) bcast_quad(a##r + off, flip)
-  for (int64_t q = 0; q < quads; ++q, off += kKR, bp += kNR * kKR) {
-    _mm_prefetch(reinterpret_cast<const char*>(bp) + 1024, _MM_HINT_T0);
-    QK_LOAD_B
-    QK_ALL_ROWS
-  }
+    for (int64_t q = 0; q < quads; ++q, off += kKR, bp += kNR * kKR) {
+      _mm_prefetch(reinterpret_cast<const char*>(bp) + 1024, _MM_HINT_T0);
+      QK_LOAD_B
+      QK_ALL_ROWS
+    }
 #undef A_LOAD
-  if (const int64_t tail = t.k - off; tail > 0) {
+    if (tail > 0) {  // the tap's last tap_k % 4 bytes; B's padding rows are 0
 #define A_LOAD(r) bcast_tail(a##r + off, tail, flip)
-    QK_LOAD_B
-    QK_ALL_ROWS
+      QK_LOAD_B
+      QK_ALL_ROWS
 #undef A_LOAD
+      bp += kNR * kKR;
+    }
   }
   store_row<NV>(t, 0, c00, c01, c02, c03);
   if constexpr (MR > 1) store_row<NV>(t, 1, c10, c11, c12, c13);
@@ -215,19 +230,17 @@ void tile_gemm_6x64c4__avx512vnni(const TileArgs& t, int mr) {
 }
 
 // B[k, n] -> panels [kp/4][64][4] of int8; u8 B is stored as b ^ 0x80 (= b - 128 as int8).
-void pack_b_avx512vnni(PackedB& pb, const void* b, int64_t ldb) {
+void pack_b_avx512vnni(PackedB& pb, const BSource& b) {
   const uint8_t flip = pb.b_type == DType::kUint8 ? 0x80 : 0x00;
-  const uint8_t* src = static_cast<const uint8_t*>(b);
-  uint8_t* dst = pb.data.data();
+  const uint8_t* src = static_cast<const uint8_t*>(b.data);
   for (int64_t p = 0; p < pb.panels; ++p) {
-    uint8_t* panel = dst + p * pb.kp * kNR;
-    for (int64_t kk = 0; kk < pb.kp; ++kk) {
-      for (int64_t j = 0; j < kNR; ++j) {
-        const int64_t col = p * kNR + j;
-        const bool real = kk < pb.k && col < pb.n;
-        panel[(kk / kKR) * kNR * kKR + j * kKR + kk % kKR] = real ? static_cast<uint8_t>(src[kk * ldb + col] ^ flip) : 0;
-      }
-    }
+    uint8_t* panel = pb.data.data() + p * pb.kp * kNR;
+    for_each_packed_row(pb, b, [&](int64_t kk, int64_t row) {
+      if (row < 0) return;  // padding rows stay 0 (the buffer is zeroed)
+      uint8_t* dst = panel + (kk / kKR) * kNR * kKR + kk % kKR;
+      for (int64_t j = 0; j < kNR && p * kNR + j < pb.n; ++j)
+        dst[j * kKR] = static_cast<uint8_t>(src[row + (p * kNR + j) * b.ld_n] ^ flip);
+    });
   }
 }
 

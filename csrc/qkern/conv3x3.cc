@@ -1,0 +1,105 @@
+// conv3x3.cc: NHWC 3x3 convolution as an implicit GEMM: M = N*OH*OW, K = 9*C, N = O (performance.md 3.8).
+//
+// Each 6-pixel tile gets a table of 9 x 6 input-row pointers built on the stack; a tap outside the
+// image points at a row of x_zero_point bytes (real 0). No im2col buffer: extra memory is one row.
+// With C <= kSmallCinMax the tap overhead dominates, so the tile's patches are copied into a 6-row
+// buffer and the kernel sees one contiguous 9*C-deep row per pixel instead.
+#include <cstring>
+#include <vector>
+
+#include "qkern/conv.h"
+#include "qkern/tile_driver.h"
+
+namespace qk {
+
+namespace {
+
+// Output row -> (image, oy, ox) and the 9 input-pixel pointers of its taps.
+struct ConvTaps {
+  const ConvInput* in;
+  const uint8_t* x;
+  const uint8_t* za_row;  // in->channels bytes of x_zero_point
+  int64_t oh, ow;
+
+  void taps_of(int64_t row, const uint8_t* ptrs[kMaxTaps]) const {
+    const int64_t img = row / (oh * ow), rem = row % (oh * ow);
+    const int64_t oy = rem / ow, ox = rem % ow;
+    for (int dy = 0; dy < 3; ++dy) {
+      const int64_t iy = oy * in->stride + dy - in->padding;
+      for (int dx = 0; dx < 3; ++dx) {
+        const int64_t ix = ox * in->stride + dx - in->padding;
+        const bool inside = iy >= 0 && iy < in->height && ix >= 0 && ix < in->width;
+        ptrs[dy * 3 + dx] = inside ? x + ((img * in->height + iy) * in->width + ix) * in->channels : za_row;
+      }
+    }
+  }
+};
+
+struct OutRows {
+  char* out;
+  int64_t row_bytes, esize;
+  void fill_c(TileArgs& t, int64_t r0, int rows) const {
+    for (int r = 0; r < kMaxMR; ++r) t.c[r] = out + (r0 + (r < rows ? r : 0)) * row_bytes + t.col0 * esize;
+  }
+};
+
+// Nine taps read in place.
+struct TableRows : OutRows {
+  struct Scratch {};
+  ConvTaps taps;
+  void fill_a(TileArgs& t, int64_t, int64_t r0, int rows, Scratch&) const {
+    const uint8_t* ptrs[kMaxTaps];
+    for (int r = 0; r < kMaxMR; ++r) {
+      if (r < rows) taps.taps_of(r0 + r, ptrs);
+      for (int tap = 0; tap < kMaxTaps; ++tap) t.a[tap][r] = r < rows ? ptrs[tap] : t.a[tap][0];
+    }
+  }
+};
+
+// One 9*C-deep row per pixel, gathered into a per-task buffer (C <= kSmallCinMax).
+struct PatchRows : OutRows {
+  struct Scratch {
+    alignas(64) uint8_t rows[kMaxMR][9 * kSmallCinMax];
+  };
+  ConvTaps taps;
+  void fill_a(TileArgs& t, int64_t tile, int64_t r0, int rows, Scratch& s) const {
+    const int64_t c = taps.in->channels;
+    const uint8_t* ptrs[kMaxTaps];
+    for (int r = 0; r < rows; ++r) {
+      taps.taps_of(r0 + r, ptrs);
+      for (int tap = 0; tap < kMaxTaps; ++tap) std::memcpy(s.rows[r] + tap * c, ptrs[tap], static_cast<size_t>(c));
+    }
+    for (int r = 0; r < kMaxMR; ++r) t.a[0][r] = s.rows[r < rows ? r : 0];
+    t.a_version |= static_cast<uint64_t>(tile + 1) & 0xFFFFFFFFu;  // new bytes at the same addresses
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<PackedB> pack_conv3x3(Isa isa, const void* w, DType w_type, int64_t out_channels,
+                                      int64_t in_channels, const int32_t* w_zp, const int32_t* bias,
+                                      const OutputStage& stage) {
+  // B[(tap, c), o] = w[o, tap, c]: row stride 1, column stride 9*C.
+  const BSource b{w, w_type, 1, 9 * in_channels};
+  if (in_channels <= kSmallCinMax) return pack_b(isa, b, 1, 9 * in_channels, out_channels, w_zp, bias, stage);
+  return pack_b(isa, b, 9, in_channels, out_channels, w_zp, bias, stage);
+}
+
+void conv3x3_packed(const PackedB& pb, const ConvInput& in, const void* x, DType x_type, int32_t x_zero_point,
+                    void* out) {
+  QK_REQUIRE(pb.k == 9 * in.channels, "conv3x3_packed: channel count differs from the weights");
+  const int64_t oh = in.out_height(), ow = in.out_width();
+  const int64_t esize = out_elem_size(pb.stage.out_dtype);
+  std::vector<uint8_t> za_row(static_cast<size_t>(in.channels), static_cast<uint8_t>(x_zero_point));
+  const ConvTaps taps{&in, static_cast<const uint8_t*>(x), za_row.data(), oh, ow};
+  const OutRows outs{static_cast<char*>(out), pb.n * esize, esize};
+  const int64_t m = in.batch * oh * ow;
+  if (pb.taps == 1) {
+    QK_REQUIRE(in.channels <= kSmallCinMax, "conv3x3_packed: weights packed for the small-C path");
+    run_tiles(pb, x_type, m, x_zero_point, PatchRows{outs, taps});
+  } else {
+    run_tiles(pb, x_type, m, x_zero_point, TableRows{outs, taps});
+  }
+}
+
+}  // namespace qk

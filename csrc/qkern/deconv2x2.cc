@@ -1,0 +1,79 @@
+// deconv2x2.cc: 2x2 stride-2 transposed convolution as one GEMM, x[N*H*W, C] @ w[C, (dy, dx, o)], with
+// the depth-to-space scatter done by the tile's store (performance.md 3.9).
+//
+// Kernel size == stride, so each output pixel receives exactly one input pixel. For a fixed dy the
+// columns (dx, o) are 2*O contiguous output elements at pixel (2i+dy, 2j): a GEMM row writes two runs,
+// and a panel that straddles the dy boundary stores its columns >= 2*O to the second run.
+#include <vector>
+
+#include "qkern/conv.h"
+#include "qkern/tile_driver.h"
+
+namespace qk {
+
+namespace {
+
+struct DeconvRows {
+  struct Scratch {};
+  const uint8_t* x;
+  int64_t channels, height, width;
+  char* out;
+  int64_t out_channels, esize;
+
+  void fill_a(TileArgs& t, int64_t, int64_t r0, int rows, Scratch&) const {
+    for (int r = 0; r < kMaxMR; ++r) t.a[0][r] = x + (r0 + (r < rows ? r : 0)) * channels;
+  }
+  void fill_c(TileArgs& t, int64_t r0, int rows) const {
+    const int64_t run = 2 * out_channels;                  // columns per dy
+    const int64_t out_row = 2 * width * out_channels * esize;  // bytes per output image row
+    for (int r = 0; r < kMaxMR; ++r) {
+      const int64_t row = r0 + (r < rows ? r : 0);
+      const int64_t img = row / (height * width), rem = row % (height * width);
+      const int64_t i = rem / width, j = rem % width;
+      char* dy0 = out + (img * 2 * height + 2 * i) * out_row + 2 * j * out_channels * esize;
+      if (t.col0 < run) {
+        t.c[r] = dy0 + t.col0 * esize;
+        t.c2[r] = dy0 + out_row;
+      } else {
+        t.c[r] = dy0 + out_row + (t.col0 - run) * esize;
+      }
+    }
+    if (t.col0 < run) t.split = run;
+  }
+};
+
+}  // namespace
+
+std::unique_ptr<PackedB> pack_deconv2x2(Isa isa, const void* w, DType w_type, int64_t in_channels,
+                                        int64_t out_channels, const int32_t* w_zp, const int32_t* bias,
+                                        const OutputStage& stage) {
+  // Per-output-channel values repeat for each of the 4 (dy, dx) column groups.
+  const int64_t cols = 4 * out_channels;
+  std::vector<int32_t> zp4(cols), bias4(bias ? cols : 0), mult4, shift4;
+  std::vector<float> fmult4;
+  OutputStage s4 = stage;
+  if (stage.multiplier) mult4.resize(cols), s4.multiplier = mult4.data();
+  if (stage.shift) shift4.resize(cols), s4.shift = shift4.data();
+  if (stage.fmultiplier) fmult4.resize(cols), s4.fmultiplier = fmult4.data();
+  for (int64_t j = 0; j < cols; ++j) {
+    const int64_t o = j % out_channels;
+    zp4[j] = w_zp[o];
+    if (bias) bias4[j] = bias[o];
+    if (stage.multiplier) mult4[j] = stage.multiplier[o];
+    if (stage.shift) shift4[j] = stage.shift[o];
+    if (stage.fmultiplier) fmult4[j] = stage.fmultiplier[o];
+  }
+  return pack_b(isa, BSource{w, w_type, cols, 1}, 1, in_channels, cols, zp4.data(), bias ? bias4.data() : nullptr,
+                s4);
+}
+
+void deconv2x2_packed(const PackedB& pb, const ConvInput& in, const void* x, DType x_type, int32_t x_zero_point,
+                      void* out) {
+  QK_REQUIRE(pb.k == in.channels && pb.n % 4 == 0, "deconv2x2_packed: channel count differs from the weights");
+  const int64_t esize = out_elem_size(pb.stage.out_dtype);
+  const DeconvRows rows{static_cast<const uint8_t*>(x), in.channels, in.height, in.width, static_cast<char*>(out),
+                        pb.n / 4, esize};
+  run_tiles(pb, x_type, in.batch * in.height * in.width, x_zero_point, rows);
+}
+
+}  // namespace qk

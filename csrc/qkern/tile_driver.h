@@ -1,0 +1,106 @@
+// tile_driver.h: the tiling and threading loop shared by the GEMM, conv3x3 and deconv2x2 drivers.
+//
+// A driver supplies a row map: which bytes of A feed each tile row (per tap) and where each output row
+// goes. Everything else (zero-point folding, blocking, the static thread partition) lives here once.
+#pragma once
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <vector>
+
+#include "qkern/gemm.h"
+#include "qkern/scalar_common.h"
+#include "qkern/threadpool.h"
+
+namespace qk {
+
+// The tile kernel of kernels.inc for `isa` (null if none).
+TileKernel tile_kernel_for(Isa isa);
+// A process-wide counter: distinct for every driver call.
+uint64_t next_call_id();
+
+// Below this many multiply-adds a call stays on one thread: splitting M=1, K=N=1024 (2^20) over two
+// threads measured bimodal on the 2-vCPU VM (16-49 us against a stable 16-20 us on one thread).
+constexpr int64_t kParallelMacs = int64_t{1} << 21;
+// Budget for the K x NC block of B that the m-tiles of one task share (about half of a 1 MiB L2).
+constexpr int64_t kL2BlockBytes = 512 * 1024;
+
+// RowMap provides
+//   struct Scratch;  (per task, e.g. an im2col tile buffer)
+//   void fill_a(TileArgs& t, int64_t tile, int64_t r0, int rows, Scratch& s) const;
+//     sets t.a[tap][r] for tap < taps, r < kMaxMR (r >= rows alias row 0); may refine t.a_version
+//   void fill_c(TileArgs& t, int64_t r0, int rows) const;
+//     sets t.c[r] (column t.col0) and, for a split store, t.split and t.c2[r]
+template <class RowMap>
+void run_tiles(const PackedB& pb, DType a_type, int64_t m, int32_t a_zero_point, const RowMap& rows) {
+  const TileKernel kernel = tile_kernel_for(pb.isa);
+  QK_REQUIRE(kernel != nullptr, "packed for an ISA without a kernel");
+  QK_REQUIRE(static_cast<int>(pb.isa) <= static_cast<int>(available_isas().front()),
+             "weights were packed for an ISA this CPU cannot run");
+  const auto u32 = [](int32_t v) { return static_cast<uint32_t>(v); };
+  const bool a_signed = a_type == DType::kInt8;
+  const bool flip_a = pb.flip_s8_a && a_signed;
+  const int32_t za = a_zero_point + (flip_a ? 128 : 0);
+  const int64_t cols = pb.columns();
+  // Eq. (7) folded into the starting accumulator: bias - za'*colsum + K*za'*zb' (wrapping).
+  std::vector<int32_t> bias_eff(static_cast<size_t>(cols));
+  for (int64_t j = 0; j < cols; ++j)
+    bias_eff[j] = static_cast<int32_t>(u32(pb.bias[j]) - u32(za) * u32(pb.colsum[j]) +
+                                       u32(static_cast<int32_t>(pb.k)) * u32(za) * u32(pb.zb[j]));
+  const int mr = kMaxMR;
+  const int64_t m_tiles = (m + mr - 1) / mr;
+  const int64_t elem = pb.isa == Isa::kAvx2 ? 2 : 1;
+  const int64_t panel_bytes = std::max<int64_t>(pb.kp * pb.nr * elem, 1);
+  // Small M: each task is one panel over all rows (threads split N). Otherwise: blocks of m-tiles times
+  // blocks of panels that fit the L2 budget; the m-tile loop runs outside the panel loop.
+  const bool small_m = m_tiles <= 8;
+  const int64_t panels_per_block = small_m ? 1 : std::max<int64_t>(1, kL2BlockBytes / panel_bytes);
+  const int64_t n_blocks = (pb.panels + panels_per_block - 1) / panels_per_block;
+  // Blocks of at most 8 m-tiles, as equal as possible so that the static split stays balanced.
+  const int64_t m_blocks = small_m ? 1 : (m_tiles + 7) / 8;
+  const int64_t tiles_per_block = (m_tiles + m_blocks - 1) / m_blocks;
+  const uint64_t version = next_call_id() << 32;
+
+  auto run_task = [&](int64_t task) {
+    const int64_t mb = task / n_blocks, nb = task % n_blocks;
+    const int64_t t_end = std::min(m_tiles, (mb + 1) * tiles_per_block);
+    const int64_t p_end = std::min(pb.panels, (nb + 1) * panels_per_block);
+    typename RowMap::Scratch scratch;
+    TileArgs t;
+    t.taps = pb.taps;
+    t.tap_k = pb.tap_k;
+    t.tap_kp = pb.tap_kp;
+    t.stage = &pb.stage;
+    t.a_signed = a_signed;
+    for (int64_t tile = mb * tiles_per_block; tile < t_end; ++tile) {
+      const int64_t r0 = tile * mr;
+      const int nrows = static_cast<int>(std::min<int64_t>(mr, m - r0));
+      t.a_version = version;
+      rows.fill_a(t, tile, r0, nrows, scratch);
+      for (int r = 0; r < kMaxMR; ++r) {
+        t.rowsum[r] = 0;
+        if (!pb.has_zb || r >= nrows) continue;
+        uint32_t s = flip_a ? u32(128) * u32(static_cast<int32_t>(pb.k)) : 0u;
+        for (int tap = 0; tap < pb.taps; ++tap)
+          for (int64_t kk = 0; kk < pb.tap_k; ++kk) s += u32(load_q(t.a[tap][r], a_type, kk));
+        t.rowsum[r] = static_cast<int32_t>(s);
+      }
+      for (int64_t p = nb * panels_per_block; p < p_end; ++p) {
+        t.col0 = p * pb.nr;
+        t.nc = static_cast<int>(std::min<int64_t>(pb.nr, pb.n - t.col0));
+        t.b = pb.data.data() + p * panel_bytes;
+        t.bias_eff = bias_eff.data() + t.col0;
+        t.zb = pb.has_zb ? pb.zb.data() + t.col0 : nullptr;
+        t.split = std::numeric_limits<int64_t>::max();
+        rows.fill_c(t, r0, nrows);
+        kernel(t, nrows);
+      }
+    }
+  };
+  const int64_t tasks = m_blocks * n_blocks;
+  if (m * pb.n * pb.k >= kParallelMacs) parallel_for(tasks, run_task);
+  else for (int64_t task = 0; task < tasks; ++task) run_task(task);
+}
+
+}  // namespace qk

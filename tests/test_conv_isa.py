@@ -1,0 +1,132 @@
+"""Fast conv3x3 and conv_transpose2x2: every available ISA x {1, 2} threads equals the reference bit for
+bit, one-shot and prepacked, on odd spatial sizes, odd channel counts and batches 1 and 3."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+import qkern
+from conftest import QTYPES, rand_q, rand_zp, requant_cases
+from qkern import _backend
+
+pytestmark = pytest.mark.skipif(_backend.core is None, reason="qkern._core is not built")
+
+SIZES = [(1, 1), (2, 3), (5, 7), (17, 13)]
+CHANNELS = [1, 3, 5, 17, 63, 65, 129]
+BATCHES = [1, 3]
+TYPE_PAIRS = list(itertools.product(QTYPES, QTYPES))
+
+
+def _bias(rng, o):
+    return rng.integers(-(2**31), 2**31, o, dtype=np.int64).astype(np.int32) if rng.random() < 0.7 else None
+
+
+def _pick(rng, items):
+    return items[int(rng.integers(len(items)))]
+
+
+def _conv_case(rng, tx, tw, stride, padding, name, rq, size=None, c=None, o=None, n=None):
+    h, w = size or _pick(rng, SIZES)
+    if h + 2 * padding < 3 or w + 2 * padding < 3:
+        h, w = h + 2, w + 2
+    c, o, n = c or _pick(rng, CHANNELS), o or _pick(rng, CHANNELS), n or _pick(rng, BATCHES)
+    if rq is not None and rq.channels is not None and rq.channels != o:
+        rq = requant_cases(rng, o)[name]
+    x, wt = rand_q(rng, tx, (n, h, w, c)), rand_q(rng, tw, (o, 3, 3, c))
+    xz = rand_zp(rng, tx)
+    wz = rand_zp(rng, tw, o) if name.endswith("pc") or rng.random() < 0.5 else rand_zp(rng, tw)
+    bias = _bias(rng, o)
+    want = qkern.reference.conv3x3(x, wt, stride, padding, xz, wz, bias, rq)
+    kw = dict(x_zero_point=xz, w_zero_point=wz, bias=bias, requant=rq)
+    msg = f"n={n} {h}x{w} c={c} o={o} s={stride} p={padding} {name}"
+    np.testing.assert_array_equal(qkern.conv3x3(x, wt, stride=stride, padding=padding, **kw), want, err_msg=msg)
+    packed = qkern.PackedConv3x3(wt, wz, bias, rq, stride=stride, padding=padding)
+    np.testing.assert_array_equal(packed(x, x_zero_point=xz), want, err_msg="packed " + msg)
+
+
+@pytest.mark.parametrize(("tx", "tw"), TYPE_PAIRS, ids=lambda t: np.dtype(t).name)
+@pytest.mark.parametrize(("stride", "padding"), [(1, 0), (1, 1), (2, 0), (2, 1)])
+def test_conv3x3_every_isa_and_thread_count_equals_reference(rng, isa_threads, tx, tw, stride, padding):
+    for name, rq in requant_cases(rng, 8).items():
+        _conv_case(rng, tx, tw, stride, padding, name, rq)
+
+
+@pytest.mark.parametrize("c", CHANNELS)
+def test_conv3x3_every_channel_count_and_size(rng, isa_threads, c):
+    """Both A paths: C <= 16 copies patches, larger C reads nine taps in place (with K tails when C % 4)."""
+    for size in SIZES:
+        for stride, padding in ((1, 1), (2, 0)):
+            name = _pick(rng, list(requant_cases(rng, 1)))
+            _conv_case(
+                rng,
+                np.uint8,
+                np.int8,
+                stride,
+                padding,
+                name,
+                None if name == "raw" else requant_cases(rng, 1)[name],
+                size=size,
+                c=c,
+                o=_pick(rng, CHANNELS),
+                n=_pick(rng, BATCHES),
+            )
+
+
+def _deconv_case(rng, tx, tw, name, size=None, c=None, o=None, n=None):
+    h, w = size or _pick(rng, SIZES)
+    c, o, n = c or _pick(rng, CHANNELS), o or _pick(rng, CHANNELS), n or _pick(rng, BATCHES)
+    rq = requant_cases(rng, o)[name]
+    x, wt = rand_q(rng, tx, (n, h, w, c)), rand_q(rng, tw, (c, 2, 2, o))
+    xz = rand_zp(rng, tx)
+    wz = rand_zp(rng, tw, o) if name.endswith("pc") or rng.random() < 0.5 else rand_zp(rng, tw)
+    bias = _bias(rng, o)
+    want = qkern.reference.conv_transpose2x2(x, wt, xz, wz, bias, rq)
+    msg = f"n={n} {h}x{w} c={c} o={o} {name}"
+    got = qkern.conv_transpose2x2(x, wt, x_zero_point=xz, w_zero_point=wz, bias=bias, requant=rq)
+    np.testing.assert_array_equal(got, want, err_msg=msg)
+    packed = qkern.PackedConvTranspose2x2(wt, wz, bias, rq)
+    np.testing.assert_array_equal(packed(x, x_zero_point=xz), want, err_msg="packed " + msg)
+
+
+@pytest.mark.parametrize(("tx", "tw"), TYPE_PAIRS, ids=lambda t: np.dtype(t).name)
+def test_deconv2x2_every_isa_and_thread_count_equals_reference(rng, isa_threads, tx, tw):
+    for name in requant_cases(rng, 1):
+        for _ in range(2):
+            _deconv_case(rng, tx, tw, name)
+
+
+@pytest.mark.parametrize("o", CHANNELS)
+def test_deconv2x2_every_output_channel_count(rng, isa_threads, o):
+    """2*O % 64 != 0 puts the dy boundary inside a 64-column panel: the split store."""
+    for size in SIZES:
+        _deconv_case(rng, np.int8, np.int8, _pick(rng, list(requant_cases(rng, 1))), size=size, o=o)
+
+
+def test_conv_large_shapes_split_across_threads(rng, isa_threads):
+    """Enough work for the thread pool (> 2^21 MACs), several m-blocks and n-blocks."""
+    x = rand_q(rng, np.uint8, (2, 20, 23, 64))
+    w = rand_q(rng, np.int8, (130, 3, 3, 64))
+    rq = requant_cases(rng, 130)["fp32-pc"]
+    want = qkern.reference.conv3x3(x, w, 1, 1, 3, 0, None, rq)
+    np.testing.assert_array_equal(qkern.conv3x3(x, w, x_zero_point=3, requant=rq), want)
+    wd = rand_q(rng, np.int8, (64, 2, 2, 70))
+    rq = requant_cases(rng, 70)["gemmlowp-pc"]
+    want = qkern.reference.conv_transpose2x2(x, wd, 3, 1, None, rq)
+    np.testing.assert_array_equal(qkern.conv_transpose2x2(x, wd, x_zero_point=3, w_zero_point=1, requant=rq), want)
+
+
+def test_packed_conv_follows_isa_changes(rng):
+    x = rand_q(rng, np.int8, (1, 6, 5, 20))
+    w = rand_q(rng, np.uint8, (9, 3, 3, 20))
+    packed = qkern.PackedConv3x3(w, 128, None, None)
+    want = qkern.reference.conv3x3(x, w, 1, 1, -4, 128)
+    old = qkern.get_isa()
+    try:
+        for isa in qkern.available_isas():
+            qkern.set_isa(isa)
+            np.testing.assert_array_equal(packed(x, x_zero_point=-4), want)
+            assert packed.isa == isa
+    finally:
+        qkern.set_isa(old)
