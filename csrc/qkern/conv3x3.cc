@@ -14,22 +14,33 @@ namespace qk {
 
 namespace {
 
-// Output row -> (image, oy, ox) and the 9 input-pixel pointers of its taps.
+// The 9 input-pixel pointers of an output pixel's taps.
 struct ConvTaps {
   const ConvInput* in;
   const uint8_t* x;
   const uint8_t* za_row;  // in->channels bytes of x_zero_point
   int64_t oh, ow;
 
-  void taps_of(int64_t row, const uint8_t* ptrs[kMaxTaps]) const {
-    const int64_t img = row / (oh * ow), rem = row % (oh * ow);
-    const int64_t oy = rem / ow, ox = rem % ow;
+  // Output row -> (image, oy, ox), then the next rows by stepping ox (no division per row).
+  struct Pos {
+    int64_t img, oy, ox;
+  };
+  Pos pos(int64_t row) const { return {row / (oh * ow), row % (oh * ow) / ow, row % ow}; }
+  void next(Pos& p) const {
+    if (++p.ox == ow) {
+      p.ox = 0;
+      if (++p.oy == oh) p.oy = 0, ++p.img;
+    }
+  }
+
+  void taps_of(const Pos& p, const uint8_t* ptrs[kMaxTaps]) const {
+    const uint8_t* image = x + p.img * in->height * in->width * in->channels;
     for (int dy = 0; dy < 3; ++dy) {
-      const int64_t iy = oy * in->stride + dy - in->padding;
+      const int64_t iy = p.oy * in->stride + dy - in->padding;
       for (int dx = 0; dx < 3; ++dx) {
-        const int64_t ix = ox * in->stride + dx - in->padding;
+        const int64_t ix = p.ox * in->stride + dx - in->padding;
         const bool inside = iy >= 0 && iy < in->height && ix >= 0 && ix < in->width;
-        ptrs[dy * 3 + dx] = inside ? x + ((img * in->height + iy) * in->width + ix) * in->channels : za_row;
+        ptrs[dy * 3 + dx] = inside ? image + (iy * in->width + ix) * in->channels : za_row;
       }
     }
   }
@@ -38,7 +49,8 @@ struct ConvTaps {
 struct OutRows {
   char* out;
   int64_t row_bytes, esize;
-  void fill_c(TileArgs& t, int64_t r0, int rows) const {
+  template <class Scratch>
+  void fill_c(TileArgs& t, int64_t r0, int rows, const Scratch&) const {
     for (int r = 0; r < kMaxMR; ++r) t.c[r] = out + (r0 + (r < rows ? r : 0)) * row_bytes + t.col0 * esize;
   }
 };
@@ -49,8 +61,9 @@ struct TableRows : OutRows {
   ConvTaps taps;
   void fill_a(TileArgs& t, int64_t, int64_t r0, int rows, Scratch&) const {
     const uint8_t* ptrs[kMaxTaps];
-    for (int r = 0; r < kMaxMR; ++r) {
-      if (r < rows) taps.taps_of(r0 + r, ptrs);
+    ConvTaps::Pos p = taps.pos(r0);
+    for (int r = 0; r < kMaxMR; ++r, taps.next(p)) {
+      if (r < rows) taps.taps_of(p, ptrs);
       for (int tap = 0; tap < kMaxTaps; ++tap) t.a[tap][r] = r < rows ? ptrs[tap] : t.a[tap][0];
     }
   }
@@ -65,8 +78,9 @@ struct PatchRows : OutRows {
   void fill_a(TileArgs& t, int64_t tile, int64_t r0, int rows, Scratch& s) const {
     const int64_t c = taps.in->channels;
     const uint8_t* ptrs[kMaxTaps];
-    for (int r = 0; r < rows; ++r) {
-      taps.taps_of(r0 + r, ptrs);
+    ConvTaps::Pos p = taps.pos(r0);
+    for (int r = 0; r < rows; ++r, taps.next(p)) {
+      taps.taps_of(p, ptrs);
       for (int tap = 0; tap < kMaxTaps; ++tap) std::memcpy(s.rows[r] + tap * c, ptrs[tap], static_cast<size_t>(c));
     }
     for (int r = 0; r < kMaxMR; ++r) t.a[0][r] = s.rows[r < rows ? r : 0];

@@ -14,31 +14,37 @@ namespace qk {
 namespace {
 
 struct DeconvRows {
-  struct Scratch {};
+  struct Scratch {
+    char* dy0[kMaxMR];  // per tile row: output of (2i, 2j), the first element of its dy = 0 run
+  };
   const uint8_t* x;
   int64_t channels, height, width;
   char* out;
   int64_t out_channels, esize;
 
-  void fill_a(TileArgs& t, int64_t, int64_t r0, int rows, Scratch&) const {
+  void fill_a(TileArgs& t, int64_t, int64_t r0, int rows, Scratch& s) const {
     for (int r = 0; r < kMaxMR; ++r) t.a[0][r] = x + (r0 + (r < rows ? r : 0)) * channels;
-  }
-  void fill_c(TileArgs& t, int64_t r0, int rows) const {
-    const int64_t run = 2 * out_channels;                  // columns per dy
     const int64_t out_row = 2 * width * out_channels * esize;  // bytes per output image row
-    for (int r = 0; r < kMaxMR; ++r) {
-      const int64_t row = r0 + (r < rows ? r : 0);
-      const int64_t img = row / (height * width), rem = row % (height * width);
-      const int64_t i = rem / width, j = rem % width;
-      char* dy0 = out + (img * 2 * height + 2 * i) * out_row + 2 * j * out_channels * esize;
-      if (t.col0 < run) {
-        t.c[r] = dy0 + t.col0 * esize;
-        t.c2[r] = dy0 + out_row;
-      } else {
-        t.c[r] = dy0 + out_row + (t.col0 - run) * esize;
+    int64_t img = r0 / (height * width), i = r0 % (height * width) / width, j = r0 % width;
+    for (int r = 0; r < rows; ++r) {
+      s.dy0[r] = out + (img * 2 * height + 2 * i) * out_row + 2 * j * out_channels * esize;
+      if (++j == width) {
+        j = 0;
+        if (++i == height) i = 0, ++img;
       }
     }
-    if (t.col0 < run) t.split = run;
+    for (int r = rows; r < kMaxMR; ++r) s.dy0[r] = s.dy0[0];
+  }
+  void fill_c(TileArgs& t, int64_t, int, const Scratch& s) const {
+    const int64_t run = 2 * out_channels;                  // columns per dy
+    const int64_t out_row = 2 * width * out_channels * esize;
+    const bool first = t.col0 < run;
+    const int64_t offset = first ? t.col0 * esize : out_row + (t.col0 - run) * esize;
+    for (int r = 0; r < kMaxMR; ++r) {
+      t.c[r] = s.dy0[r] + offset;
+      t.c2[r] = s.dy0[r] + out_row;
+    }
+    if (first) t.split = run;
   }
 };
 

@@ -47,7 +47,7 @@ struct GemmRows {
   void fill_a(TileArgs& t, int64_t, int64_t r0, int rows, Scratch&) const {
     for (int r = 0; r < kMaxMR; ++r) t.a[0][r] = a + (r0 + (r < rows ? r : 0)) * lda;
   }
-  void fill_c(TileArgs& t, int64_t r0, int rows) const {
+  void fill_c(TileArgs& t, int64_t r0, int rows, const Scratch&) const {
     for (int r = 0; r < kMaxMR; ++r) t.c[r] = c + (r0 + (r < rows ? r : 0)) * ldc_bytes + t.col0 * esize;
   }
 };

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <condition_variable>
 #include <cstdlib>
 #include <exception>
@@ -23,7 +24,11 @@ namespace qk {
 
 namespace {
 
-constexpr int kSpinIterations = 20000;
+// How long a worker spins for the next call before sleeping. A futex wake-up of a sleeping worker
+// measured 0.1-1 ms on the 2-vCPU VM (the idle vCPU halts and the host must reschedule it), longer
+// than a whole mid-size call, so back-to-back calls must find the worker awake. An iteration count
+// was too short on Zen 4 (pause is cheap there); time is what matters.
+constexpr auto kSpinTime = std::chrono::microseconds(2000);
 
 class Pool {
  public:
@@ -52,14 +57,15 @@ class Pool {
       std::lock_guard<std::mutex> lock(mutex_);
       fn_ = &fn;
       tasks_ = tasks;
+      next_task_.store(0, std::memory_order_relaxed);
       active_ = static_cast<int>(nthreads);
       pending_.store(static_cast<int>(nthreads) - 1, std::memory_order_release);
       error_ = nullptr;
       generation_.fetch_add(1, std::memory_order_release);
     }
     wake_.notify_all();
-    run_range(0, static_cast<int>(nthreads));
-    // Wait (spinning briefly first) until every worker that had a range has finished it.
+    run_tasks();
+    // Wait (spinning briefly first) until every worker that was woken has left run_tasks.
     for (int spin = 0; pending_.load(std::memory_order_acquire) != 0; ++spin) {
       if (spin > 20000) {
         std::unique_lock<std::mutex> lock(mutex_);
@@ -72,11 +78,17 @@ class Pool {
   }
 
  private:
-  void run_range(int t, int nthreads) {
-    const int64_t begin = tasks_ * t / nthreads, end = tasks_ * (t + 1) / nthreads;
+  // Tasks are claimed from a shared counter: a worker that wakes late (a futex wake-up on an idle
+  // vCPU can take far longer than the call) leaves its share to the others instead of stalling the
+  // call. Which thread computes a task never changes its result: K is never split (docs/kernels.md).
+  void run_tasks() {
     try {
-      for (int64_t i = begin; i < end; ++i) (*fn_)(i);
+      for (int64_t i = next_task_.fetch_add(1, std::memory_order_relaxed); i < tasks_;
+           i = next_task_.fetch_add(1, std::memory_order_relaxed)) {
+        (*fn_)(i);
+      }
     } catch (...) {
+      next_task_.store(tasks_, std::memory_order_relaxed);  // stop handing out work
       std::lock_guard<std::mutex> lock(mutex_);
       if (!error_) error_ = std::current_exception();
     }
@@ -84,12 +96,15 @@ class Pool {
 
   void worker(int t, uint64_t seen) {
     for (;;) {
-      // Spin briefly (~50 us) for the next call before sleeping: back-to-back calls (a model's layers)
-      // then skip the futex wake-up, which costs tens of microseconds.
-      // Every 64th step yields, so a spinner that shares a CPU with the caller hands it back at once.
-      for (int spin = 0; spin < kSpinIterations && generation_.load(std::memory_order_acquire) == seen; ++spin) {
-        if (spin % 64 == 63) std::this_thread::yield();
-        else QK_PAUSE();
+      // Spin for kSpinTime for the next call before sleeping: back-to-back calls (a model's layers)
+      // then skip the futex wake-up. Every 256th step yields, so a spinner that shares a CPU with the
+      // caller hands it back at once.
+      const auto spin_end = std::chrono::steady_clock::now() + kSpinTime;
+      for (int spin = 1; generation_.load(std::memory_order_acquire) == seen; ++spin) {
+        QK_PAUSE();
+        if (spin % 256 != 0) continue;
+        if (std::chrono::steady_clock::now() > spin_end) break;
+        std::this_thread::yield();
       }
       {
         std::unique_lock<std::mutex> lock(mutex_);
@@ -98,7 +113,7 @@ class Pool {
         seen = generation_.load(std::memory_order_acquire);
         if (t >= active_) continue;
       }
-      run_range(t, active_);
+      run_tasks();
       if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
         std::lock_guard<std::mutex> lock(mutex_);
         done_.notify_all();
@@ -122,6 +137,7 @@ class Pool {
   std::vector<std::thread> workers_;
   const std::function<void(int64_t)>* fn_ = nullptr;
   int64_t tasks_ = 0;
+  std::atomic<int64_t> next_task_{0};
   int active_ = 0;
   std::atomic<int> pending_{0};
   std::atomic<uint64_t> generation_{0};

@@ -30,8 +30,9 @@ constexpr int64_t kL2BlockBytes = 512 * 1024;
 //   struct Scratch;  (per task, e.g. an im2col tile buffer)
 //   void fill_a(TileArgs& t, int64_t tile, int64_t r0, int rows, Scratch& s) const;
 //     sets t.a[tap][r] for tap < taps, r < kMaxMR (r >= rows alias row 0); may refine t.a_version
-//   void fill_c(TileArgs& t, int64_t r0, int rows) const;
-//     sets t.c[r] (column t.col0) and, for a split store, t.split and t.c2[r]
+//   void fill_c(TileArgs& t, int64_t r0, int rows, const Scratch& s) const;
+//     sets t.c[r] (column t.col0) and, for a split store, t.split and t.c2[r]; called once per panel, so
+//     anything per row (divisions) belongs in fill_a's scratch
 template <class RowMap>
 void run_tiles(const PackedB& pb, DType a_type, int64_t m, int32_t a_zero_point, const RowMap& rows) {
   const TileKernel kernel = tile_kernel_for(pb.isa);
@@ -93,7 +94,7 @@ void run_tiles(const PackedB& pb, DType a_type, int64_t m, int32_t a_zero_point,
         t.bias_eff = bias_eff.data() + t.col0;
         t.zb = pb.has_zb ? pb.zb.data() + t.col0 : nullptr;
         t.split = std::numeric_limits<int64_t>::max();
-        rows.fill_c(t, r0, nrows);
+        rows.fill_c(t, r0, nrows, scratch);
         kernel(t, nrows);
       }
     }

@@ -32,6 +32,44 @@ def median_time(fn: Callable[[], Any], repeat: int, warmup: int = 2) -> float:
     return float(np.median(times))
 
 
+def check_answers(row: dict, checks: dict[str, tuple[Callable[[], Any], np.ndarray]], tolerance: int = 0) -> None:
+    """Runs each implementation once and records whether it is within `tolerance` of its expected output."""
+    row.setdefault("correct", {})
+    row.setdefault("max_abs_diff", {})
+    for name, (fn, want) in checks.items():
+        got = np.asarray(fn())
+        diff = int(np.abs(got.astype(np.int64) - want).max()) if got.size else 0
+        row["correct"][name] = got.shape == want.shape and diff <= tolerance
+        row["max_abs_diff"][name] = diff
+
+
+def measure(
+    row: dict, impls: dict[str, Callable[[], Any]], ops: float, threads: int, repeat: int, settle_s: float
+) -> None:
+    """Times every implementation in alternating rounds and fills row's GOP/s, best peer and ratios.
+
+    Alternating round by round lets machine noise hit all of them alike. Before each phase, pause: every
+    library here (qkern, ORT, torch's OpenMP) lets its workers spin after a call, and on 2 cores a
+    spinning pool of the previous library would slow the next one. Peers whose answer was wrong (row's
+    "correct") or that are marked in row["baselines"] (float ops) are never the "best peer".
+    """
+    samples: dict[str, list[float]] = {name: [] for name in impls}
+    rounds = 5
+    for _ in range(rounds):
+        for name, fn in impls.items():
+            time.sleep(settle_s)
+            samples[name].append(median_time(fn, max(3, repeat // rounds), warmup=2))
+    row["gops"], row["best_gops"] = {}, {}
+    for name, ts in samples.items():
+        row["gops"][name] = ops / float(np.median(ts)) / 1e9
+        row["best_gops"][name] = ops / float(np.min(ts)) / 1e9
+    baselines = row.get("baselines", [])
+    valid = [g for p, g in row["gops"].items() if p != "qkern" and row["correct"].get(p) and p not in baselines]
+    row["best_peer_gops"] = max(valid) if valid else None
+    row["ratio_to_best_peer"] = row["gops"]["qkern"] / row["best_peer_gops"] if valid else None
+    row["pct_of_vnni_peak"] = 100.0 * row["gops"]["qkern"] / (VNNI_PEAK_GOPS_PER_CORE * threads)
+
+
 def _torch_peer(engine: str, a: np.ndarray, b: np.ndarray, threads: int) -> Callable[[], np.ndarray] | str:
     try:
         import torch
@@ -159,29 +197,8 @@ def bench_gemm(
             "correct": {},
             "notes": notes,
         }
-        row["max_abs_diff"] = {}
-        for name, (fn, want) in checks.items():
-            got = np.asarray(fn())
-            row["correct"][name] = bool(np.array_equal(got, want))
-            row["max_abs_diff"][name] = int(np.abs(got.astype(np.int64) - want).max()) if got.size else 0
-        ops = 2.0 * m * n * k
-        # Alternate implementations round by round so that machine noise hits all of them alike. Before
-        # each phase, pause: every library here (qkern, ORT, torch's OpenMP) lets its workers spin after
-        # a call, and on 2 cores a spinning pool of the previous library would slow the next one.
-        samples: dict[str, list[float]] = {name: [] for name in impls}
-        rounds = 5
-        for _ in range(rounds):
-            for name, fn in impls.items():
-                time.sleep(settle_s)
-                samples[name].append(median_time(fn, max(3, repeat // rounds), warmup=2))
-        row["best_gops"] = {}
-        for name, ts in samples.items():
-            row["gops"][name] = ops / float(np.median(ts)) / 1e9
-            row["best_gops"][name] = ops / float(np.min(ts)) / 1e9
-        valid_peers = [g for p, g in row["gops"].items() if p != "qkern" and row["correct"][p]]
-        row["best_peer_gops"] = max(valid_peers) if valid_peers else None
-        row["ratio_to_best_peer"] = row["gops"]["qkern"] / row["best_peer_gops"] if valid_peers else None
-        row["pct_of_vnni_peak"] = 100.0 * row["gops"]["qkern"] / (VNNI_PEAK_GOPS_PER_CORE * threads)
+        check_answers(row, checks)
+        measure(row, impls, 2.0 * m * n * k, threads, repeat, settle_s)
         rows.append(row)
     return rows
 
@@ -189,9 +206,14 @@ def bench_gemm(
 def format_rows(rows: list[dict]) -> str:
     lines = []
     for r in rows:
-        lines.append(f"gemm M={r['m']} N={r['n']} K={r['k']}  threads={r['threads']} isa={r['isa']}")
+        lines.append(r.get("title") or f"gemm M={r['m']} N={r['n']} K={r['k']}  threads={r['threads']} isa={r['isa']}")
         for name, g in sorted(r["gops"].items(), key=lambda kv: -kv[1]):
-            ok = "ok" if r["correct"][name] else f"WRONG OUTPUT (max |diff| {r['max_abs_diff'][name]})"
+            if name in r.get("baselines", []):
+                ok = "float baseline"
+            elif r["correct"][name]:
+                ok = "ok"
+            else:
+                ok = f"WRONG OUTPUT (max |diff| {r['max_abs_diff'][name]})"
             lines.append(f"  {name:<20} {g:9.1f} GOP/s median  {r['best_gops'][name]:9.1f} best round  {ok}")
         for name, why in r["notes"].items():
             lines.append(f"  {name:<20} {'-':>9}        ({why})")

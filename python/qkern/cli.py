@@ -64,41 +64,58 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0 if ok else 1
 
 
-def _parse_shapes(text: str) -> list[tuple[int, int, int]]:
+# Fields of one line of a shapes file, per op (benchmarks/shapes/<op>.txt).
+SHAPE_FIELDS = {
+    "gemm": ("M", "N", "K"),
+    "conv3x3": ("N", "H", "W", "C", "O", "stride", "padding"),
+    "deconv2x2": ("N", "H", "W", "C", "O"),
+}
+DEFAULT_SHAPES = {
+    "gemm": "1 1024 1024\n16 1024 1024\n1024 1024 1024\n",
+    "conv3x3": "1 56 56 64 64 1 1\n1 28 28 128 128 1 1\n1 224 224 3 64 2 1\n",
+    "deconv2x2": "1 28 28 128 64\n8 32 32 64 32\n",
+}
+
+
+def _parse_shapes(text: str, op: str = "gemm") -> list[tuple[int, ...]]:
+    fields = SHAPE_FIELDS[op]
     shapes = []
     for line in text.splitlines():
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
         parts = line.replace("x", " ").replace(",", " ").split()
-        if len(parts) != 3:
-            raise ValueError(f"shape line must be 'M N K', got {line!r}")
+        if len(parts) != len(fields):
+            raise ValueError(f"{op} shape line must be '{' '.join(fields)}', got {line!r}")
         shapes.append(tuple(int(p) for p in parts))
     return shapes
 
 
 def _cmd_bench(args: argparse.Namespace) -> int:
-    from . import bench, runtime
+    from . import bench, bench_conv, runtime
 
-    if args.op != "gemm":
-        print(f"qkern bench: op {args.op!r} is not available yet", file=sys.stderr)
-        return 2
     if args.isa:
         runtime.set_isa(args.isa)
-    with open(args.shapes) if args.shapes else _default_shapes() as f:
-        shapes = _parse_shapes(f.read())
+    if args.shapes:
+        with open(args.shapes) as f:
+            text = f.read()
+    else:
+        text = DEFAULT_SHAPES[args.op]
+    try:
+        shapes = _parse_shapes(text, args.op)
+    except ValueError as e:
+        print(f"qkern bench: {e}", file=sys.stderr)
+        return 2
     compare = [c.strip() for c in args.compare.split(",") if c.strip()]
-    rows = bench.bench_gemm(
-        shapes, threads=args.threads or runtime.get_num_threads(), repeat=args.repeat, compare=compare
-    )
+    threads = args.threads or runtime.get_num_threads()
+    run = {"gemm": bench.bench_gemm, "conv3x3": bench_conv.bench_conv3x3, "deconv2x2": bench_conv.bench_deconv2x2}
+    rows = run[args.op](shapes, threads=threads, repeat=args.repeat, compare=compare)
     print(json.dumps(rows, indent=2) if args.json else bench.format_rows(rows))
-    return 0 if all(r["correct"]["qkern"] for r in rows) else 1
-
-
-def _default_shapes():
-    import io
-
-    return io.StringIO("1 1024 1024\n16 1024 1024\n1024 1024 1024\n")
+    if args.plot:
+        bench_conv.plot_rows(rows, args.plot)
+        print(f"plot written to {args.plot}")
+    ok = all(r["correct"]["qkern"] and r.get("qkern_equals_reference", True) for r in rows)
+    return 0 if ok else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -115,7 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     pd.set_defaults(func=_cmd_demo)
     pb = sub.add_parser("bench", help="verify, then time kernels against peers in the same run")
     pb.add_argument("op", choices=["gemm", "conv3x3", "deconv2x2"], help="kernel to benchmark")
-    pb.add_argument("--shapes", help="file with one 'M N K' per line (# comments); default: a small set")
+    pb.add_argument(
+        "--shapes",
+        help="file of shapes, one per line (# comments): gemm 'M N K', conv3x3 'N H W C O stride padding', "
+        "deconv2x2 'N H W C O' (see benchmarks/shapes/); default: a small set",
+    )
     pb.add_argument("--repeat", type=int, default=20, help="timed repetitions per shape; the median is reported")
     pb.add_argument("--threads", type=int, help="threads for qkern and every peer (default: qkern's setting)")
     pb.add_argument("--isa", help="force a lower ISA path (see `qkern info`)")
@@ -125,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="comma-separated peers: torch, onnxruntime, numpy (missing ones are reported)",
     )
     pb.add_argument("--json", action="store_true", help="print results as JSON")
+    pb.add_argument("--plot", metavar="FILE.png", help="also draw a bar chart (needs matplotlib: the plot extra)")
     pb.set_defaults(func=_cmd_bench)
     return p
 

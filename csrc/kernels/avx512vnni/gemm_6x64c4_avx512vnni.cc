@@ -15,17 +15,22 @@ namespace {
 constexpr int kNR = 64;
 constexpr int kKR = 4;
 
-inline __m512i bcast_quad(const uint8_t* p, uint32_t flip) {
-  uint32_t v;
+// Four A bytes broadcast to every lane, straight from memory (vpbroadcastd m32: a load-port uop, no
+// ALU work); s8 A is flipped to u8 with one vector xor (docs/kernels.md).
+template <bool kFlip>
+inline __m512i bcast_quad(const uint8_t* p) {
+  int32_t v;
   std::memcpy(&v, p, 4);
-  return _mm512_set1_epi32(static_cast<int>(v ^ flip));
+  const __m512i r = _mm512_set1_epi32(v);
+  return kFlip ? _mm512_xor_si512(r, _mm512_set1_epi32(static_cast<int32_t>(0x80808080u))) : r;
 }
 
 // The last K % 4 bytes of a row, zero-filled: padded B rows are 0, so the fill never matters.
-inline __m512i bcast_tail(const uint8_t* p, int64_t bytes, uint32_t flip) {
+template <bool kFlip>
+inline __m512i bcast_tail(const uint8_t* p, int64_t bytes) {
   uint32_t v = 0;
   std::memcpy(&v, p, static_cast<size_t>(bytes));
-  return _mm512_set1_epi32(static_cast<int>(v ^ flip));
+  return _mm512_set1_epi32(static_cast<int>(kFlip ? v ^ 0x80808080u : v));
 }
 
 // 64-bit signed products of the even and odd int32 lanes.
@@ -77,12 +82,8 @@ inline __m512i single_rounding_clamped(__m512i x, __m512i m, __m512i shift, __m5
   return merge_even_odd(e, o);
 }
 
-// Requantizes 16 accumulators of columns [col, col+16) and stores the first `lanes` of them.
-inline void store16(__m512i v, const OutputStage& os, int64_t col, void* dst, __mmask16 lanes) {
-  if (os.mode == RequantMode::kRaw) {
-    _mm512_mask_storeu_epi32(dst, lanes, v);
-    return;
-  }
+// Requantizes 16 accumulators of columns [col, col+16): int32 lanes within [qmin, qmax], zero point added.
+inline __m512i requant16(__m512i v, const OutputStage& os, int64_t col) {
   const int32_t lo = os.qmin - os.zero_point, hi = os.qmax - os.zero_point;
   __m512i r;
   if (os.mode == RequantMode::kFp32) {
@@ -104,8 +105,29 @@ inline void store16(__m512i v, const OutputStage& os, int64_t col, void* dst, __
       r = single_rounding_clamped(v, m, s, _mm512_set1_epi64(lo), _mm512_set1_epi64(hi));
     }
   }
-  r = _mm512_add_epi32(r, _mm512_set1_epi32(os.zero_point));
-  _mm512_mask_cvtepi32_storeu_epi8(dst, lanes, r);  // values are within [qmin, qmax]: truncation is exact
+  return _mm512_add_epi32(r, _mm512_set1_epi32(os.zero_point));
+}
+
+// Requantizes 16 accumulators and stores the first `lanes` of them (int32, or narrowed to 8 bits: the
+// values are within [qmin, qmax], so truncation is exact). The narrowing is the register form of
+// vpmovdb plus a masked byte store; vpmovdb to memory is slow on Zen 4.
+inline void store16(__m512i v, const OutputStage& os, int64_t col, void* dst, __mmask16 lanes) {
+  if (os.mode == RequantMode::kRaw) {
+    _mm512_mask_storeu_epi32(dst, lanes, v);
+    return;
+  }
+  _mm_mask_storeu_epi8(dst, lanes, _mm512_cvtepi32_epi8(requant16(v, os, col)));
+}
+
+// Four requantized vectors (columns col..col+63) packed to 64 bytes in column order and stored under
+// `bytes` (one bit per column).
+inline void store64(const __m512i v[4], const OutputStage& os, int64_t col, void* dst, __mmask64 bytes) {
+  const __m512i w01 = _mm512_packs_epi32(requant16(v[0], os, col), requant16(v[1], os, col + 16));
+  const __m512i w23 = _mm512_packs_epi32(requant16(v[2], os, col + 32), requant16(v[3], os, col + 48));
+  const __m512i b = os.out_dtype == DType::kUint8 ? _mm512_packus_epi16(w01, w23) : _mm512_packs_epi16(w01, w23);
+  // The packs work per 128-bit lane: dword 4*L + s holds columns 16*s + 4*L .. +3. Put them in order.
+  const __m512i order = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
+  _mm512_mask_storeu_epi8(dst, bytes, _mm512_permutexvar_epi32(order, b));
 }
 
 inline __mmask16 lane_mask(int nc, int j) {
@@ -119,12 +141,17 @@ inline void store_row(const TileArgs& t, int r, __m512i v0, __m512i v1, __m512i 
   const int64_t esize = os.out_dtype == DType::kInt32 ? 4 : 1;
   const uintptr_t dst = reinterpret_cast<uintptr_t>(t.c[r]);
   __m512i v[4] = {v0, v1, v2, v3};
+  if (t.zb) {
+    for (int j = 0; j < NV; ++j)
+      v[j] = _mm512_sub_epi32(v[j], _mm512_mullo_epi32(_mm512_set1_epi32(t.rowsum[r]), _mm512_loadu_si512(t.zb + 16 * j)));
+  }
+  if (NV == 4 && os.mode != RequantMode::kRaw && t.col0 + 64 <= t.split) {
+    const __mmask64 bytes = t.nc >= 64 ? ~__mmask64{0} : (__mmask64{1} << t.nc) - 1;
+    store64(v, os, t.col0, t.c[r], bytes);
+    return;
+  }
   for (int j = 0; j < NV; ++j) {
-    __m512i x = v[j];
-    if (t.zb) {
-      const __m512i zb = _mm512_loadu_si512(t.zb + 16 * j);
-      x = _mm512_sub_epi32(x, _mm512_mullo_epi32(_mm512_set1_epi32(t.rowsum[r]), zb));
-    }
+    const __m512i x = v[j];
     const int64_t col = t.col0 + 16 * j;
     const __mmask16 lanes = lane_mask(t.nc, j);
     if (col + 16 <= t.split) {
@@ -161,9 +188,8 @@ inline void store_row(const TileArgs& t, int r, __m512i v0, __m512i v1, __m512i 
 
 // The microkernel: MR rows x (16*NV) columns, whole K in registers (named accumulators: GCC keeps
 // them in zmm registers, an array of them it spilled; see performance.md 3.11).
-template <int MR, int NV>
+template <int MR, int NV, bool kFlip>
 void tile(const TileArgs& t) {
-  const uint32_t flip = t.a_signed ? 0x80808080u : 0u;
   const __m512i i0 = _mm512_loadu_si512(t.bias_eff), i1 = _mm512_loadu_si512(t.bias_eff + 16),
                 i2 = _mm512_loadu_si512(t.bias_eff + 32), i3 = _mm512_loadu_si512(t.bias_eff + 48);
   __m512i c00 = i0, c01 = i1, c02 = i2, c03 = i3, c10 = i0, c11 = i1, c12 = i2, c13 = i3;
@@ -179,7 +205,7 @@ void tile(const TileArgs& t) {
     const uint8_t* a4 = t.a[tap][4];
     const uint8_t* a5 = t.a[tap][5];
     int64_t off = 0;
-#define A_LOAD(r) bcast_quad(a##r + off, flip)
+#define A_LOAD(r) bcast_quad<kFlip>(a##r + off)
     for (int64_t q = 0; q < quads; ++q, off += kKR, bp += kNR * kKR) {
       _mm_prefetch(reinterpret_cast<const char*>(bp) + 1024, _MM_HINT_T0);
       QK_LOAD_B
@@ -187,7 +213,7 @@ void tile(const TileArgs& t) {
     }
 #undef A_LOAD
     if (tail > 0) {  // the tap's last tap_k % 4 bytes; B's padding rows are 0
-#define A_LOAD(r) bcast_tail(a##r + off, tail, flip)
+#define A_LOAD(r) bcast_tail<kFlip>(a##r + off, tail)
       QK_LOAD_B
       QK_ALL_ROWS
 #undef A_LOAD
@@ -206,14 +232,20 @@ void tile(const TileArgs& t) {
 #undef QK_LOAD_B
 #undef QK_ROW_DOT
 
-template <int MR>
+template <int MR, bool kFlip>
 void tile_nv(const TileArgs& t) {
   switch ((t.nc + 15) / 16) {
-    case 1: return tile<MR, 1>(t);
-    case 2: return tile<MR, 2>(t);
-    case 3: return tile<MR, 3>(t);
-    default: return tile<MR, 4>(t);
+    case 1: return tile<MR, 1, kFlip>(t);
+    case 2: return tile<MR, 2, kFlip>(t);
+    case 3: return tile<MR, 3, kFlip>(t);
+    default: return tile<MR, 4, kFlip>(t);
   }
+}
+
+template <int MR>
+void tile_nv(const TileArgs& t) {
+  if (t.a_signed) return tile_nv<MR, true>(t);
+  return tile_nv<MR, false>(t);
 }
 
 }  // namespace
