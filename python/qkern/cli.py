@@ -106,6 +106,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"qkern bench: {e}", file=sys.stderr)
         return 2
+    if args.plot:
+        try:
+            import matplotlib  # noqa: F401
+        except ImportError:
+            print("qkern bench: --plot needs matplotlib: pip install 'qkern[plot]'", file=sys.stderr)
+            return 2
     compare = [c.strip() for c in args.compare.split(",") if c.strip()]
     threads = args.threads or runtime.get_num_threads()
     run = {"gemm": bench.bench_gemm, "conv3x3": bench_conv.bench_conv3x3, "deconv2x2": bench_conv.bench_deconv2x2}
@@ -116,6 +122,29 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         print(f"plot written to {args.plot}")
     ok = all(r["correct"]["qkern"] and r.get("qkern_equals_reference", True) for r in rows)
     return 0 if ok else 1
+
+
+def _cmd_validate(args: argparse.Namespace) -> int:
+    from . import validate
+
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        print("qkern validate needs torch: pip install 'qkern[torch]'", file=sys.stderr)
+        return 2
+    rng = np.random.default_rng(args.seed)
+    checks = []
+    if args.op in ("conv3x3", "all"):
+        checks += validate.validate_conv3x3(rng, ort=not args.no_ort)
+    if args.op in ("deconv2x2", "all"):
+        checks += validate.validate_deconv2x2(rng)
+    if args.json:
+        import dataclasses
+
+        print(json.dumps([dataclasses.asdict(c) | {"ok": c.ok} for c in checks], indent=2))
+    else:
+        print(validate.format_checks(checks))
+    return 0 if all(c.ok for c in checks if c.is_qkern) else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -148,6 +177,14 @@ def build_parser() -> argparse.ArgumentParser:
     pb.add_argument("--json", action="store_true", help="print results as JSON")
     pb.add_argument("--plot", metavar="FILE.png", help="also draw a bar chart (needs matplotlib: the plot extra)")
     pb.set_defaults(func=_cmd_bench)
+    pv = sub.add_parser(
+        "validate", help="compare qkern's conv ops with torch's float and quantized ops and ONNX Runtime's"
+    )
+    pv.add_argument("--op", choices=["conv3x3", "deconv2x2", "all"], default="all", help="op to validate")
+    pv.add_argument("--seed", type=int, default=0, help="random seed")
+    pv.add_argument("--no-ort", action="store_true", help="skip the ONNX Runtime comparison")
+    pv.add_argument("--json", action="store_true", help="print the checks as JSON")
+    pv.set_defaults(func=_cmd_validate)
     return p
 
 
