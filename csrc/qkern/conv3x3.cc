@@ -81,7 +81,17 @@ struct PatchRows : OutRows {
     ConvTaps::Pos p = taps.pos(r0);
     for (int r = 0; r < rows; ++r, taps.next(p)) {
       taps.taps_of(p, ptrs);
-      for (int tap = 0; tap < kMaxTaps; ++tap) std::memcpy(s.rows[r] + tap * c, ptrs[tap], static_cast<size_t>(c));
+      for (int dy = 0; dy < 3; ++dy) {
+        const uint8_t* const* row = ptrs + 3 * dy;
+        uint8_t* dst = s.rows[r] + 3 * dy * c;
+        // The three taps of a kernel row are adjacent input pixels: one copy when none is padding.
+        const bool inside = row[0] != taps.za_row && row[1] != taps.za_row && row[2] != taps.za_row;
+        if (inside && row[1] == row[0] + c && row[2] == row[1] + c) {
+          std::memcpy(dst, row[0], static_cast<size_t>(3 * c));
+        } else {
+          for (int dx = 0; dx < 3; ++dx) std::memcpy(dst + dx * c, row[dx], static_cast<size_t>(c));
+        }
+      }
     }
     for (int r = 0; r < kMaxMR; ++r) t.a[0][r] = s.rows[r < rows ? r : 0];
     t.a_version |= static_cast<uint64_t>(tile + 1) & 0xFFFFFFFFu;  // new bytes at the same addresses

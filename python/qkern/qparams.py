@@ -129,6 +129,25 @@ def calc_qparams(
     qmin, qmax, customized = quant_range(dtype, bits=bits, reduce_range=reduce_range, narrow_range=narrow_range)
     if symmetric and reduce_range and dtype == "uint8":
         raise ValueError("reduce_range is not supported for symmetric uint8 (torch raises here too)")
+    return observer_qparams(
+        min_val, max_val, dtype, qmin, qmax, symmetric=symmetric, customized=customized, eps=eps, axis=axis
+    )
+
+
+def observer_qparams(
+    min_val: Any,
+    max_val: Any,
+    dtype: str,
+    qmin: int,
+    qmax: int,
+    *,
+    symmetric: bool,
+    customized: bool,
+    eps: float = 2.0**-23,
+    axis: int = 0,
+) -> QParams:
+    """torch's `_calculate_qparams` for a known integer range [qmin, qmax] (float32, torch's order).
+    `customized` is torch's has_customized_qrange: symmetric uint8 then centres the zero point in the range."""
     mn = np.asarray(min_val, dtype=np.float64).astype(_F32)
     mx = np.asarray(max_val, dtype=np.float64).astype(_F32)
     if mn.shape != mx.shape or mn.ndim > 1:
