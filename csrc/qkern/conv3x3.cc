@@ -19,6 +19,7 @@ struct ConvTaps {
   const ConvInput* in;
   const uint8_t* x;
   const uint8_t* za_row;  // in->channels bytes of x_zero_point
+  const uint8_t* x_end;   // one past the input
   int64_t oh, ow;
 
   // Output row -> (image, oy, ox), then the next rows by stepping ox (no division per row).
@@ -75,21 +76,40 @@ struct PatchRows : OutRows {
     alignas(64) uint8_t rows[kMaxMR][9 * kSmallCinMax];
   };
   ConvTaps taps;
+
+  // Copies n <= N bytes. A fixed-size copy (inlined as a few vector moves) replaces a memcpy call of
+  // 3-48 bytes, which cost more than the tile's arithmetic at K = 27; the bytes past n that it writes
+  // are overwritten by the next copy or never read (K is 9*C), and it reads past n only inside the input.
+  // Rows are laid out so that the last copy of a row still ends within the row (9 * kSmallCinMax bytes).
+  template <int64_t N>
+  void copy_prefix(uint8_t* dst, const uint8_t* src, int64_t n) const {
+    if (src + N <= taps.x_end) std::memcpy(dst, src, N);
+    else std::memcpy(dst, src, static_cast<size_t>(n));
+  }
+
   void fill_a(TileArgs& t, int64_t tile, int64_t r0, int rows, Scratch& s) const {
-    const int64_t c = taps.in->channels;
-    const uint8_t* ptrs[kMaxTaps];
+    const ConvInput& in = *taps.in;
+    const int64_t c = in.channels;
     ConvTaps::Pos p = taps.pos(r0);
     for (int r = 0; r < rows; ++r, taps.next(p)) {
-      taps.taps_of(p, ptrs);
+      const uint8_t* image = taps.x + p.img * in.height * in.width * c;
+      const int64_t ix0 = p.ox * in.stride - in.padding;
       for (int dy = 0; dy < 3; ++dy) {
-        const uint8_t* const* row = ptrs + 3 * dy;
+        const int64_t iy = p.oy * in.stride + dy - in.padding;
         uint8_t* dst = s.rows[r] + 3 * dy * c;
-        // The three taps of a kernel row are adjacent input pixels: one copy when none is padding.
-        const bool inside = row[0] != taps.za_row && row[1] != taps.za_row && row[2] != taps.za_row;
-        if (inside && row[1] == row[0] + c && row[2] == row[1] + c) {
-          std::memcpy(dst, row[0], static_cast<size_t>(3 * c));
-        } else {
-          for (int dx = 0; dx < 3; ++dx) std::memcpy(dst + dx * c, row[dx], static_cast<size_t>(c));
+        if (iy < 0 || iy >= in.height) {
+          std::memset(dst, taps.za_row[0], static_cast<size_t>(3 * c));
+          continue;
+        }
+        const uint8_t* row = image + iy * in.width * c;
+        if (ix0 >= 0 && ix0 + 2 < in.width) {  // the three taps of a kernel row are adjacent pixels
+          copy_prefix<3 * kSmallCinMax>(dst, row + ix0 * c, 3 * c);
+          continue;
+        }
+        for (int dx = 0; dx < 3; ++dx) {
+          const int64_t ix = ix0 + dx;
+          if (ix < 0 || ix >= in.width) std::memset(dst + dx * c, taps.za_row[0], static_cast<size_t>(c));
+          else copy_prefix<kSmallCinMax>(dst + dx * c, row + ix * c, c);
         }
       }
     }
@@ -115,7 +135,8 @@ void conv3x3_packed(const PackedB& pb, const ConvInput& in, const void* x, DType
   const int64_t oh = in.out_height(), ow = in.out_width();
   const int64_t esize = out_elem_size(pb.stage.out_dtype);
   std::vector<uint8_t> za_row(static_cast<size_t>(in.channels), static_cast<uint8_t>(x_zero_point));
-  const ConvTaps taps{&in, static_cast<const uint8_t*>(x), za_row.data(), oh, ow};
+  const uint8_t* xb = static_cast<const uint8_t*>(x);
+  const ConvTaps taps{&in, xb, za_row.data(), xb + in.batch * in.height * in.width * in.channels, oh, ow};
   const OutRows outs{static_cast<char*>(out), pb.n * esize, esize};
   const int64_t m = in.batch * oh * ow;
   if (pb.taps == 1) {
