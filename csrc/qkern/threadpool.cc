@@ -59,20 +59,22 @@ class Pool {
       tasks_ = tasks;
       next_task_.store(0, std::memory_order_relaxed);
       active_ = static_cast<int>(nthreads);
-      pending_.store(static_cast<int>(nthreads) - 1, std::memory_order_release);
       error_ = nullptr;
+      open_.store(generation_.load() + 1);
       generation_.fetch_add(1, std::memory_order_release);
     }
     wake_.notify_all();
     run_tasks();
-    // Wait until every woken worker has left run_tasks: spin (by the clock, as the workers do) before
-    // sleeping, because a futex wake-up of this thread costs more than a typical last task.
+    // Close the call, then wait only for workers that entered it (they finish the task in hand). A
+    // worker still waking up is not waited for: it will see the call closed and touch nothing. Both
+    // sides use sequentially consistent operations on open_ and inside_, so one of them sees the other.
+    open_.store(0);
     const auto spin_end = std::chrono::steady_clock::now() + kSpinTime;
-    for (int spin = 1; pending_.load(std::memory_order_acquire) != 0; ++spin) {
+    for (int spin = 1; inside_.load() != 0; ++spin) {
       QK_PAUSE();
       if (spin % 256 != 0 || std::chrono::steady_clock::now() < spin_end) continue;
       std::unique_lock<std::mutex> lock(mutex_);
-      done_.wait(lock, [this] { return pending_.load(std::memory_order_acquire) == 0; });
+      done_.wait(lock, [this] { return inside_.load() == 0; });
       break;
     }
     fn_ = nullptr;
@@ -81,8 +83,7 @@ class Pool {
 
  private:
   // Tasks are claimed from a shared counter: a worker that wakes late (a futex wake-up on an idle
-  // vCPU can take far longer than the call) leaves its share to the others instead of stalling the
-  // call. Which thread computes a task never changes its result: K is never split (docs/kernels.md).
+  // vCPU can take far longer than the call) leaves its share to the others and is not waited for. Which thread computes a task never changes its result: K is never split (docs/kernels.md).
   void run_tasks() {
     try {
       for (int64_t i = next_task_.fetch_add(1, std::memory_order_relaxed); i < tasks_;
@@ -115,8 +116,9 @@ class Pool {
         seen = generation_.load(std::memory_order_acquire);
         if (t >= active_) continue;
       }
-      run_tasks();
-      if (pending_.fetch_sub(1, std::memory_order_acq_rel) == 1) {
+      inside_.fetch_add(1);
+      if (open_.load() == seen) run_tasks();
+      if (inside_.fetch_sub(1) == 1) {
         std::lock_guard<std::mutex> lock(mutex_);
         done_.notify_all();
       }
@@ -141,7 +143,8 @@ class Pool {
   int64_t tasks_ = 0;
   std::atomic<int64_t> next_task_{0};
   int active_ = 0;
-  std::atomic<int> pending_{0};
+  std::atomic<uint64_t> open_{0};  // the generation whose tasks may still be claimed; 0 when closed
+  std::atomic<int> inside_{0};     // workers between entering a call and leaving it
   std::atomic<uint64_t> generation_{0};
   bool stop_ = false;
   int threads_ = 1;
