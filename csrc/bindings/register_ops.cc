@@ -118,6 +118,28 @@ void init_weights(ConvWeights& cw, const py::array& w, const py::array& w_zp, co
   cw.stage = make_stage(cw.stage_args, channels, out_type(out_dtype));
 }
 
+// The scalar kernels' problem descriptor (Conv3x3Problem or Deconv2x2Problem) for one call.
+template <class Problem>
+Problem scalar_problem(const ConvWeights& cw, const ConvInput& in, int64_t in_channels, int64_t out_channels,
+                       const void* x, DType x_type, int32_t x_zp, void* out) {
+  Problem p;
+  p.batch = in.batch;
+  p.height = in.height;
+  p.width = in.width;
+  p.in_channels = in_channels;
+  p.out_channels = out_channels;
+  p.x = x;
+  p.x_type = x_type;
+  p.w = cw.w.data();
+  p.w_type = cw.w_type;
+  p.x_zero_point = x_zp;
+  p.w_zero_point = static_cast<const int32_t*>(cw.zp.data());
+  p.bias = bias_ptr(cw);
+  p.stage = cw.stage;
+  p.out = out;
+  return p;
+}
+
 // conv3x3 weights w[O, 3, 3, C] packed once for the ISA selected at construction, with stride and padding.
 class PackedConv3x3Core {
  public:
@@ -147,23 +169,9 @@ class PackedConv3x3Core {
     void* op = out.mutable_data();
     py::gil_scoped_release release;
     if (packed_) return conv3x3_packed(*packed_, in, xp, xt, x_zp, op);
-    Conv3x3Problem p;
-    p.batch = in.batch;
-    p.height = in.height;
-    p.width = in.width;
-    p.in_channels = in_channels_;
-    p.out_channels = out_channels_;
+    auto p = scalar_problem<Conv3x3Problem>(weights_, in, in_channels_, out_channels_, xp, xt, x_zp, op);
     p.stride = stride_;
     p.padding = padding_;
-    p.x = xp;
-    p.x_type = xt;
-    p.w = weights_.w.data();
-    p.w_type = weights_.w_type;
-    p.x_zero_point = x_zp;
-    p.w_zero_point = static_cast<const int32_t*>(weights_.zp.data());
-    p.bias = bias_ptr(weights_);
-    p.stage = weights_.stage;
-    p.out = op;
     conv3x3_scalar(p);
   }
 
@@ -203,22 +211,7 @@ class PackedDeconv2x2Core {
     void* op = out.mutable_data();
     py::gil_scoped_release release;
     if (packed_) return deconv2x2_packed(*packed_, in, xp, xt, x_zp, op);
-    Deconv2x2Problem p;
-    p.batch = in.batch;
-    p.height = in.height;
-    p.width = in.width;
-    p.in_channels = in_channels_;
-    p.out_channels = out_channels_;
-    p.x = xp;
-    p.x_type = xt;
-    p.w = weights_.w.data();
-    p.w_type = weights_.w_type;
-    p.x_zero_point = x_zp;
-    p.w_zero_point = static_cast<const int32_t*>(weights_.zp.data());
-    p.bias = bias_ptr(weights_);
-    p.stage = weights_.stage;
-    p.out = op;
-    deconv2x2_scalar(p);
+    deconv2x2_scalar(scalar_problem<Deconv2x2Problem>(weights_, in, in_channels_, out_channels_, xp, xt, x_zp, op));
   }
 
   std::string isa() const { return isa_name(isa_); }

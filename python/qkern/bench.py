@@ -96,14 +96,27 @@ def _torch_peer(engine: str, a: np.ndarray, b: np.ndarray, threads: int) -> Call
     return run
 
 
+def ort_single_node_session(node: Any, inputs: list, output_type: int, inits: list, threads: int) -> Any:
+    """An ONNX Runtime CPU session running one node (opset 13) on `threads` intra-op threads."""
+    import onnxruntime as ort
+    from onnx import helper
+
+    graph = helper.make_graph([node], "qkern", inputs, [helper.make_tensor_value_info("y", output_type, None)], inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 8
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    opts.inter_op_num_threads = 1
+    return ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+
+
 def _ort_peer(op: str, a: np.ndarray, b: np.ndarray, threads: int) -> Callable[[], np.ndarray] | str:
     try:
-        import onnxruntime as ort
+        import onnxruntime  # noqa: F401
         from onnx import TensorProto, helper, numpy_helper
     except ImportError:
         return "onnxruntime/onnx not installed"
     m, k = a.shape
-    n = b.shape[1]
     inits = [numpy_helper.from_array(b, "b")]
     if op == "QLinearMatMul":
         inits += [
@@ -120,19 +133,8 @@ def _ort_peer(op: str, a: np.ndarray, b: np.ndarray, threads: int) -> Callable[[
         inits += [helper.make_tensor("a_zp", TensorProto.UINT8, [], [A_ZP])]
         node = helper.make_node(op, ["a", "b", "a_zp"], ["y"])
         out_type = TensorProto.INT32
-    graph = helper.make_graph(
-        [node],
-        "bench",
-        [helper.make_tensor_value_info("a", TensorProto.UINT8, [m, k])],
-        [helper.make_tensor_value_info("y", out_type, [m, n])],
-        inits,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
+    inputs = [helper.make_tensor_value_info("a", TensorProto.UINT8, [m, k])]
+    sess = ort_single_node_session(node, inputs, out_type, inits, threads)
     feed = {"a": a}
 
     def run() -> np.ndarray:

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from . import runtime
-from .bench import check_answers, measure
+from .bench import check_answers, measure, ort_single_node_session
 from .packed_conv import PackedConv3x3, PackedConvTranspose2x2
 from .reference import conv3x3 as reference_conv3x3
 from .reference import conv_transpose2x2 as reference_deconv2x2
@@ -86,44 +86,52 @@ def _torch_float_peer(make: Callable[[Any], Peer], threads: int) -> Peer | str:
     return op
 
 
-def _ort_qlinearconv_peer(x: np.ndarray, w: np.ndarray, stride: int, padding: int, threads: int) -> Peer | str:
-    try:
-        import onnxruntime as ort
-        from onnx import TensorProto, helper, numpy_helper
-    except ImportError:
-        return "onnxruntime/onnx not installed"
-    x_nchw = np.ascontiguousarray(x.transpose(0, 3, 1, 2))  # ORT's QLinearConv takes NCHW
-    w_oihw = np.ascontiguousarray(w.transpose(0, 3, 1, 2))
+def qlinearconv_session(
+    w_oihw: np.ndarray,
+    x_shape: tuple[int, ...],
+    x_qparams: tuple[float, int],
+    w_scale: Any,
+    y_qparams: tuple[float, int],
+    stride: int,
+    padding: int,
+    threads: int,
+) -> Any:
+    """ONNX Runtime QLinearConv (u8 x, s8 symmetric weights, u8 y; NCHW) with per-tensor or per-channel
+    weight scales."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    ws = np.atleast_1d(np.asarray(w_scale, np.float32))
     inits = [
-        helper.make_tensor("x_scale", TensorProto.FLOAT, [], [X_SCALE]),
-        helper.make_tensor("x_zp", TensorProto.UINT8, [], [X_ZP]),
-        numpy_helper.from_array(w_oihw, "w"),
-        helper.make_tensor("w_scale", TensorProto.FLOAT, [], [W_SCALE]),
-        helper.make_tensor("w_zp", TensorProto.INT8, [], [0]),
-        helper.make_tensor("y_scale", TensorProto.FLOAT, [], [Y_SCALE]),
-        helper.make_tensor("y_zp", TensorProto.UINT8, [], [Y_ZP]),
+        helper.make_tensor("xs", TensorProto.FLOAT, [], [float(x_qparams[0])]),
+        helper.make_tensor("xz", TensorProto.UINT8, [], [int(x_qparams[1])]),
+        numpy_helper.from_array(np.ascontiguousarray(w_oihw), "w"),
+        numpy_helper.from_array(ws if ws.size > 1 else ws.reshape(()), "ws"),
+        numpy_helper.from_array(np.zeros(ws.shape if ws.size > 1 else (), np.int8), "wz"),
+        helper.make_tensor("ys", TensorProto.FLOAT, [], [float(y_qparams[0])]),
+        helper.make_tensor("yz", TensorProto.UINT8, [], [int(y_qparams[1])]),
     ]
     node = helper.make_node(
         "QLinearConv",
-        ["x", "x_scale", "x_zp", "w", "w_scale", "w_zp", "y_scale", "y_zp"],
+        ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz"],
         ["y"],
         kernel_shape=[3, 3],
         strides=[stride, stride],
         pads=[padding] * 4,
     )
-    graph = helper.make_graph(
-        [node],
-        "bench",
-        [helper.make_tensor_value_info("x", TensorProto.UINT8, list(x_nchw.shape))],
-        [helper.make_tensor_value_info("y", TensorProto.UINT8, None)],
-        inits,
+    inputs = [helper.make_tensor_value_info("x", TensorProto.UINT8, list(x_shape))]
+    return ort_single_node_session(node, inputs, TensorProto.UINT8, inits, threads)
+
+
+def _ort_qlinearconv_peer(x: np.ndarray, w: np.ndarray, stride: int, padding: int, threads: int) -> Peer | str:
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+    except ImportError:
+        return "onnxruntime/onnx not installed"
+    x_nchw = np.ascontiguousarray(x.transpose(0, 3, 1, 2))  # ORT's QLinearConv takes NCHW
+    sess = qlinearconv_session(
+        w.transpose(0, 3, 1, 2), x_nchw.shape, (X_SCALE, X_ZP), W_SCALE, (Y_SCALE, Y_ZP), stride, padding, threads
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    sess = ort.InferenceSession(model.SerializeToString(), opts, providers=["CPUExecutionProvider"])
     feed = {"x": x_nchw}
 
     def run() -> np.ndarray:

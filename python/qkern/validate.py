@@ -124,40 +124,23 @@ def validate_conv3x3(rng: np.random.Generator, *, ort: bool = True) -> list[Chec
 
 def _ort_qlinearconv(xq, xp, wq, wp, yp, stride, pad) -> np.ndarray | None:
     try:
-        import onnxruntime as ortlib
-        from onnx import TensorProto, helper, numpy_helper
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
     except ImportError:
         return None
-    w_oihw = np.ascontiguousarray(wq.transpose(0, 3, 1, 2))
-    ws = np.atleast_1d(np.asarray(wp.scale, np.float32))
-    inits = [
-        helper.make_tensor("xs", TensorProto.FLOAT, [], [float(xp.scale)]),
-        helper.make_tensor("xz", TensorProto.UINT8, [], [int(xp.zero_point)]),
-        numpy_helper.from_array(w_oihw, "w"),
-        numpy_helper.from_array(ws, "ws"),
-        numpy_helper.from_array(np.zeros(ws.shape, np.int8), "wz"),
-        helper.make_tensor("ys", TensorProto.FLOAT, [], [float(yp.scale)]),
-        helper.make_tensor("yz", TensorProto.UINT8, [], [int(yp.zero_point)]),
-    ]
-    node = helper.make_node(
-        "QLinearConv",
-        ["x", "xs", "xz", "w", "ws", "wz", "ys", "yz"],
-        ["y"],
-        kernel_shape=[3, 3],
-        strides=[stride] * 2,
-        pads=[pad] * 4,
-    )
+    from .bench_conv import qlinearconv_session
+
     x_nchw = np.ascontiguousarray(xq.transpose(0, 3, 1, 2))
-    graph = helper.make_graph(
-        [node],
-        "validate",
-        [helper.make_tensor_value_info("x", TensorProto.UINT8, list(x_nchw.shape))],
-        [helper.make_tensor_value_info("y", TensorProto.UINT8, None)],
-        inits,
+    sess = qlinearconv_session(
+        wq.transpose(0, 3, 1, 2),
+        x_nchw.shape,
+        (xp.scale, xp.zero_point),
+        wp.scale,
+        (yp.scale, yp.zero_point),
+        stride,
+        pad,
+        1,
     )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
-    model.ir_version = 8
-    sess = ortlib.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     return sess.run(None, {"x": x_nchw})[0].transpose(0, 2, 3, 1)
 
 
