@@ -7,6 +7,7 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -42,6 +43,7 @@ class Pool {
     stop_workers();
     threads_ = std::max(1, threads);
     stop_ = false;
+    ranges_.reset(new Range[static_cast<size_t>(threads_)]);
     // A new worker starts at the current generation: earlier work is not its to run.
     for (int t = 1; t < threads_; ++t) workers_.emplace_back([this, t, g = generation_.load()] { worker(t, g); });
   }
@@ -56,15 +58,17 @@ class Pool {
     {
       std::lock_guard<std::mutex> lock(mutex_);
       fn_ = &fn;
-      tasks_ = tasks;
-      next_task_.store(0, std::memory_order_relaxed);
+      for (int64_t t = 0; t < nthreads; ++t) {
+        ranges_[t].next.store(t * tasks / nthreads, std::memory_order_relaxed);
+        ranges_[t].end = (t + 1) * tasks / nthreads;
+      }
       active_ = static_cast<int>(nthreads);
       error_ = nullptr;
       open_.store(generation_.load() + 1);
       generation_.fetch_add(1, std::memory_order_release);
     }
     wake_.notify_all();
-    run_tasks();
+    run_tasks(0);
     // Close the call, then wait only for workers that entered it (they finish the task in hand). A
     // worker still waking up is not waited for: it will see the call closed and touch nothing. Both
     // sides use sequentially consistent operations on open_ and inside_, so one of them sees the other.
@@ -82,16 +86,22 @@ class Pool {
   }
 
  private:
-  // Tasks are claimed from a shared counter: a worker that wakes late (a futex wake-up on an idle
-  // vCPU can take far longer than the call) leaves its share to the others and is not waited for. Which thread computes a task never changes its result: K is never split (docs/kernels.md).
-  void run_tasks() {
+  // Thread t first claims the tasks of its own contiguous range (so repeated calls of the same shape touch
+  // the same B panels from the same core and find them in its L2), then claims what is left of the others'
+  // ranges: a worker that wakes late (a futex wake-up on an idle vCPU can take far longer than the call)
+  // leaves its share to the others and is not waited for. Which thread computes a task never changes its
+  // result: K is never split (docs/kernels.md).
+  void run_tasks(int self) {
+    const int n = active_;
     try {
-      for (int64_t i = next_task_.fetch_add(1, std::memory_order_relaxed); i < tasks_;
-           i = next_task_.fetch_add(1, std::memory_order_relaxed)) {
-        (*fn_)(i);
+      for (int step = 0; step < n; ++step) {
+        Range& r = ranges_[(self + step) % n];
+        for (int64_t i = r.next.fetch_add(1, std::memory_order_relaxed); i < r.end;
+             i = r.next.fetch_add(1, std::memory_order_relaxed))
+          (*fn_)(i);
       }
     } catch (...) {
-      next_task_.store(tasks_, std::memory_order_relaxed);  // stop handing out work
+      for (int t = 0; t < n; ++t) ranges_[t].next.store(ranges_[t].end, std::memory_order_relaxed);
       std::lock_guard<std::mutex> lock(mutex_);
       if (!error_) error_ = std::current_exception();
     }
@@ -117,7 +127,7 @@ class Pool {
         if (t >= active_) continue;
       }
       inside_.fetch_add(1);
-      if (open_.load() == seen) run_tasks();
+      if (open_.load() == seen) run_tasks(t);
       if (inside_.fetch_sub(1) == 1) {
         std::lock_guard<std::mutex> lock(mutex_);
         done_.notify_all();
@@ -140,8 +150,11 @@ class Pool {
   std::condition_variable wake_, done_;
   std::vector<std::thread> workers_;
   const std::function<void(int64_t)>* fn_ = nullptr;
-  int64_t tasks_ = 0;
-  std::atomic<int64_t> next_task_{0};
+  struct alignas(64) Range {
+    std::atomic<int64_t> next{0};  // the next task of this range to claim
+    int64_t end = 0;
+  };
+  std::unique_ptr<Range[]> ranges_;  // one per thread; thread t owns ranges_[t]
   int active_ = 0;
   std::atomic<uint64_t> open_{0};  // the generation whose tasks may still be claimed; 0 when closed
   std::atomic<int> inside_{0};     // workers between entering a call and leaving it
