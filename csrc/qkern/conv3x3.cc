@@ -34,12 +34,22 @@ struct ConvTaps {
     }
   }
 
+  // Byte offset of tap (dy, dx) from the window's top-left input pixel.
+  int64_t tap_offset(int tap) const { return ((tap / 3) * in->width + tap % 3) * in->channels; }
+
   void taps_of(const Pos& p, const uint8_t* ptrs[kMaxTaps]) const {
     const uint8_t* image = x + p.img * in->height * in->width * in->channels;
+    const int64_t iy0 = p.oy * in->stride - in->padding, ix0 = p.ox * in->stride - in->padding;
+    if (iy0 >= 0 && iy0 + 2 < in->height && ix0 >= 0 && ix0 + 2 < in->width) {
+      // The whole window is inside (most pixels): nine fixed offsets, no per-tap bounds checks.
+      const uint8_t* corner = image + (iy0 * in->width + ix0) * in->channels;
+      for (int tap = 0; tap < kMaxTaps; ++tap) ptrs[tap] = corner + tap_offset(tap);
+      return;
+    }
     for (int dy = 0; dy < 3; ++dy) {
-      const int64_t iy = p.oy * in->stride + dy - in->padding;
+      const int64_t iy = iy0 + dy;
       for (int dx = 0; dx < 3; ++dx) {
-        const int64_t ix = p.ox * in->stride + dx - in->padding;
+        const int64_t ix = ix0 + dx;
         const bool inside = iy >= 0 && iy < in->height && ix >= 0 && ix < in->width;
         ptrs[dy * 3 + dx] = inside ? image + (iy * in->width + ix) * in->channels : za_row;
       }
@@ -63,10 +73,12 @@ struct TableRows : OutRows {
   void fill_a(TileArgs& t, int64_t, int64_t r0, int rows, Scratch&) const {
     const uint8_t* ptrs[kMaxTaps];
     ConvTaps::Pos p = taps.pos(r0);
-    for (int r = 0; r < kMaxMR; ++r, taps.next(p)) {
-      if (r < rows) taps.taps_of(p, ptrs);
-      for (int tap = 0; tap < kMaxTaps; ++tap) t.a[tap][r] = r < rows ? ptrs[tap] : t.a[tap][0];
+    for (int r = 0; r < rows; ++r, taps.next(p)) {
+      taps.taps_of(p, ptrs);
+      for (int tap = 0; tap < kMaxTaps; ++tap) t.a[tap][r] = ptrs[tap];
     }
+    for (int r = rows; r < kMaxMR; ++r)
+      for (int tap = 0; tap < kMaxTaps; ++tap) t.a[tap][r] = t.a[tap][0];
   }
 };
 
