@@ -62,7 +62,7 @@ class Pool {
         ranges_[t].next.store(t * tasks / nthreads, std::memory_order_relaxed);
         ranges_[t].end = (t + 1) * tasks / nthreads;
       }
-      active_ = static_cast<int>(nthreads);
+      active_.store(static_cast<int>(nthreads), std::memory_order_relaxed);
       error_ = nullptr;
       open_.store(generation_.load() + 1);
       generation_.fetch_add(1, std::memory_order_release);
@@ -78,7 +78,9 @@ class Pool {
       QK_PAUSE();
       if (spin % 256 != 0 || std::chrono::steady_clock::now() < spin_end) continue;
       std::unique_lock<std::mutex> lock(mutex_);
+      caller_waiting_.store(true);  // then inside_ is read: a worker leaving either sees it or is seen
       done_.wait(lock, [this] { return inside_.load() == 0; });
+      caller_waiting_.store(false);
       break;
     }
     fn_ = nullptr;
@@ -92,7 +94,7 @@ class Pool {
   // leaves its share to the others and is not waited for. Which thread computes a task never changes its
   // result: K is never split (docs/kernels.md).
   void run_tasks(int self) {
-    const int n = active_;
+    const int n = active_.load(std::memory_order_relaxed);
     try {
       for (int step = 0; step < n; ++step) {
         Range& r = ranges_[(self + step) % n];
@@ -111,24 +113,29 @@ class Pool {
     for (;;) {
       // Spin for kSpinTime for the next call before sleeping: back-to-back calls (a model's layers)
       // then skip the futex wake-up. Every 256th step yields, so a spinner that shares a CPU with the
-      // caller hands it back at once.
+      // caller hands it back at once. A call seen while spinning is joined without taking mutex_: the
+      // caller may still hold it, and a worker that blocks on it sleeps in the kernel for 0.1-1 ms on
+      // this VM, long enough to miss the call, and then the next one at the same point.
       const auto spin_end = std::chrono::steady_clock::now() + kSpinTime;
-      for (int spin = 1; generation_.load(std::memory_order_acquire) == seen; ++spin) {
+      uint64_t g = generation_.load(std::memory_order_acquire);
+      for (int spin = 1; g == seen; ++spin, g = generation_.load(std::memory_order_acquire)) {
         QK_PAUSE();
         if (spin % 256 != 0) continue;
         if (std::chrono::steady_clock::now() > spin_end) break;
         std::this_thread::yield();
       }
-      {
+      if (g == seen) {
         std::unique_lock<std::mutex> lock(mutex_);
         wake_.wait(lock, [&] { return stop_ || generation_.load(std::memory_order_acquire) != seen; });
         if (stop_) return;
-        seen = generation_.load(std::memory_order_acquire);
-        if (t >= active_) continue;
+        g = generation_.load(std::memory_order_acquire);
       }
+      seen = g;
+      // inside_ first, then open_ (both sequentially consistent): if the call is still open, its caller
+      // will wait for this worker, so fn_, active_ and ranges_ stay as they are until it leaves.
       inside_.fetch_add(1);
-      if (open_.load() == seen) run_tasks(t);
-      if (inside_.fetch_sub(1) == 1) {
+      if (open_.load() == seen && t < active_.load(std::memory_order_relaxed)) run_tasks(t);
+      if (inside_.fetch_sub(1) == 1 && caller_waiting_.load()) {
         std::lock_guard<std::mutex> lock(mutex_);
         done_.notify_all();
       }
@@ -155,7 +162,8 @@ class Pool {
     int64_t end = 0;
   };
   std::unique_ptr<Range[]> ranges_;  // one per thread; thread t owns ranges_[t]
-  int active_ = 0;
+  std::atomic<int> active_{0};     // threads taking part in the current call
+  std::atomic<bool> caller_waiting_{false};  // the caller sleeps on done_
   std::atomic<uint64_t> open_{0};  // the generation whose tasks may still be claimed; 0 when closed
   std::atomic<int> inside_{0};     // workers between entering a call and leaving it
   std::atomic<uint64_t> generation_{0};
