@@ -19,8 +19,8 @@ struct ConvInput {
   int64_t out_width() const { return (width + 2 * padding - 3) / stride + 1; }
 };
 
-// Up to this many input channels conv3x3 packs B as one 9*C-deep segment and copies each tile's
-// 3x3xC patches into a small buffer (the first-layer path); above it, nine C-deep taps read in place.
+// Up to this many input channels conv3x3 packs B as three 3*C-deep taps, one per kernel row, read in place
+// (the first-layer path); above it, nine C-deep taps read in place.
 constexpr int64_t kSmallCinMax = 16;
 
 // w[O, 3, 3, C] (OHWI) as B[(tap, c), o]; w_zp, bias and the stage's arrays have O entries.

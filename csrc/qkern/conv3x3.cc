@@ -2,8 +2,8 @@
 //
 // Each 6-pixel tile gets a table of 9 x 6 input-row pointers built on the stack; a tap outside the
 // image points at a row of x_zero_point bytes (real 0). No im2col buffer: extra memory is one row.
-// With C <= kSmallCinMax the tap overhead dominates, so the tile's patches are copied into a 6-row
-// buffer and the kernel sees one contiguous 9*C-deep row per pixel instead.
+// With C <= kSmallCinMax nine C-deep taps would be mostly tap overhead, so K is split into three taps of
+// 3*C bytes (one kernel row each, contiguous in NHWC) instead.
 #include <cstring>
 #include <vector>
 
@@ -14,44 +14,60 @@ namespace qk {
 
 namespace {
 
-// The 9 input-pixel pointers of an output pixel's taps.
+// Where each output pixel's taps are in the input.
 struct ConvTaps {
   const ConvInput* in;
   const uint8_t* x;
-  const uint8_t* za_row;  // in->channels bytes of x_zero_point
-  const uint8_t* x_end;   // one past the input
+  const uint8_t* za_row;  // 3 * in->channels bytes of x_zero_point
   int64_t oh, ow;
+  int64_t row_bytes, image_bytes;  // of the input
+  int64_t tap_offset[kMaxTaps];    // tap (dy, dx) from the window's top-left input pixel, in bytes
 
-  // Output row -> (image, oy, ox), then the next rows by stepping ox (no division per row).
+  ConvTaps(const ConvInput* input, const uint8_t* xb, const uint8_t* zeros)
+      : in(input), x(xb), za_row(zeros), oh(input->out_height()), ow(input->out_width()),
+        row_bytes(input->width * input->channels), image_bytes(input->height * row_bytes) {
+    for (int tap = 0; tap < kMaxTaps; ++tap) tap_offset[tap] = (tap / 3) * row_bytes + (tap % 3) * in->channels;
+  }
+
+  // Output row `row` as (image, oy, ox). Kept in a task's scratch: the next tile of the task continues
+  // from it by stepping ox, so only a task's first tile pays the divisions.
   struct Pos {
-    int64_t img, oy, ox;
+    int64_t row = -1, img = 0, oy = 0, ox = 0;
   };
-  Pos pos(int64_t row) const { return {row / (oh * ow), row % (oh * ow) / ow, row % ow}; }
+  Pos seek(const Pos& cursor, int64_t row) const {
+    if (cursor.row == row) return cursor;
+    return {row, row / (oh * ow), row % (oh * ow) / ow, row % ow};
+  }
   void next(Pos& p) const {
+    ++p.row;
     if (++p.ox == ow) {
       p.ox = 0;
       if (++p.oy == oh) p.oy = 0, ++p.img;
     }
   }
-
-  // Byte offset of tap (dy, dx) from the window's top-left input pixel.
-  int64_t tap_offset(int tap) const { return ((tap / 3) * in->width + tap % 3) * in->channels; }
+  // The window's top-left input pixel (may be outside) and whether the whole window is inside.
+  int64_t iy0(const Pos& p) const { return p.oy * in->stride - in->padding; }
+  int64_t ix0(const Pos& p) const { return p.ox * in->stride - in->padding; }
+  bool inside(const Pos& p) const {
+    return iy0(p) >= 0 && iy0(p) + 2 < in->height && ix0(p) >= 0 && ix0(p) + 2 < in->width;
+  }
+  const uint8_t* corner(const Pos& p) const {
+    return x + p.img * image_bytes + iy0(p) * row_bytes + ix0(p) * in->channels;
+  }
 
   void taps_of(const Pos& p, const uint8_t* ptrs[kMaxTaps]) const {
-    const uint8_t* image = x + p.img * in->height * in->width * in->channels;
-    const int64_t iy0 = p.oy * in->stride - in->padding, ix0 = p.ox * in->stride - in->padding;
-    if (iy0 >= 0 && iy0 + 2 < in->height && ix0 >= 0 && ix0 + 2 < in->width) {
-      // The whole window is inside (most pixels): nine fixed offsets, no per-tap bounds checks.
-      const uint8_t* corner = image + (iy0 * in->width + ix0) * in->channels;
-      for (int tap = 0; tap < kMaxTaps; ++tap) ptrs[tap] = corner + tap_offset(tap);
+    if (inside(p)) {  // most pixels: nine fixed offsets, no per-tap bounds checks
+      const uint8_t* c = corner(p);
+      for (int tap = 0; tap < kMaxTaps; ++tap) ptrs[tap] = c + tap_offset[tap];
       return;
     }
+    const uint8_t* image = x + p.img * image_bytes;
     for (int dy = 0; dy < 3; ++dy) {
-      const int64_t iy = iy0 + dy;
+      const int64_t iy = iy0(p) + dy;
       for (int dx = 0; dx < 3; ++dx) {
-        const int64_t ix = ix0 + dx;
-        const bool inside = iy >= 0 && iy < in->height && ix >= 0 && ix < in->width;
-        ptrs[dy * 3 + dx] = inside ? image + (iy * in->width + ix) * in->channels : za_row;
+        const int64_t ix = ix0(p) + dx;
+        const bool in_image = iy >= 0 && iy < in->height && ix >= 0 && ix < in->width;
+        ptrs[dy * 3 + dx] = in_image ? image + iy * row_bytes + ix * in->channels : za_row;
       }
     }
   }
@@ -68,65 +84,74 @@ struct OutRows {
 
 // Nine taps read in place.
 struct TableRows : OutRows {
-  struct Scratch {};
+  struct Scratch {
+    ConvTaps::Pos cursor;
+  };
   ConvTaps taps;
-  void fill_a(TileArgs& t, int64_t, int64_t r0, int rows, Scratch&) const {
+  void fill_a(TileArgs& t, int64_t, int64_t r0, int rows, Scratch& s) const {
     const uint8_t* ptrs[kMaxTaps];
-    ConvTaps::Pos p = taps.pos(r0);
+    ConvTaps::Pos p = taps.seek(s.cursor, r0);
     for (int r = 0; r < rows; ++r, taps.next(p)) {
       taps.taps_of(p, ptrs);
       for (int tap = 0; tap < kMaxTaps; ++tap) t.a[tap][r] = ptrs[tap];
     }
+    s.cursor = p;
     for (int r = rows; r < kMaxMR; ++r)
       for (int tap = 0; tap < kMaxTaps; ++tap) t.a[tap][r] = t.a[tap][0];
   }
 };
 
-// One 9*C-deep row per pixel, gathered into a per-task buffer (C <= kSmallCinMax).
-struct PatchRows : OutRows {
+// Three taps, one per kernel row: the 3*C bytes of a kernel row are three adjacent input pixels, so they
+// are read in place. Only a kernel row that crosses the left or right border is assembled, in the tile's
+// scratch, from its pixels and x_zero_point bytes; a kernel row above or below the image is the za_row.
+struct KernelRowTaps : OutRows {
   struct Scratch {
-    alignas(64) uint8_t rows[kMaxMR][9 * kSmallCinMax];
+    alignas(64) uint8_t rows[kMaxMR][3][3 * kSmallCinMax];
+    ConvTaps::Pos cursor;
   };
   ConvTaps taps;
-
-  // Copies n <= N bytes. A fixed-size copy (inlined as a few vector moves) replaces a memcpy call of
-  // 3-48 bytes, which cost more than the tile's arithmetic at K = 27; the bytes past n that it writes
-  // are overwritten by the next copy or never read (K is 9*C), and it reads past n only inside the input.
-  // Rows are laid out so that the last copy of a row still ends within the row (9 * kSmallCinMax bytes).
-  template <int64_t N>
-  void copy_prefix(uint8_t* dst, const uint8_t* src, int64_t n) const {
-    if (src + N <= taps.x_end) std::memcpy(dst, src, N);
-    else std::memcpy(dst, src, static_cast<size_t>(n));
-  }
 
   void fill_a(TileArgs& t, int64_t tile, int64_t r0, int rows, Scratch& s) const {
     const ConvInput& in = *taps.in;
     const int64_t c = in.channels;
-    ConvTaps::Pos p = taps.pos(r0);
+    bool scratch_used = false;
+    ConvTaps::Pos p = taps.seek(s.cursor, r0);
     for (int r = 0; r < rows; ++r, taps.next(p)) {
-      const uint8_t* image = taps.x + p.img * in.height * in.width * c;
-      const int64_t ix0 = p.ox * in.stride - in.padding;
+      if (taps.inside(p)) {  // most pixels
+        const uint8_t* corner = taps.corner(p);
+        t.a[0][r] = corner;
+        t.a[1][r] = corner + taps.row_bytes;
+        t.a[2][r] = corner + 2 * taps.row_bytes;
+        continue;
+      }
+      const uint8_t* image = taps.x + p.img * taps.image_bytes;
+      const int64_t ix0 = taps.ix0(p);
+      const bool x_inside = ix0 >= 0 && ix0 + 2 < in.width;
       for (int dy = 0; dy < 3; ++dy) {
-        const int64_t iy = p.oy * in.stride + dy - in.padding;
-        uint8_t* dst = s.rows[r] + 3 * dy * c;
+        const int64_t iy = taps.iy0(p) + dy;
         if (iy < 0 || iy >= in.height) {
-          std::memset(dst, taps.za_row[0], static_cast<size_t>(3 * c));
+          t.a[dy][r] = taps.za_row;
           continue;
         }
-        const uint8_t* row = image + iy * in.width * c;
-        if (ix0 >= 0 && ix0 + 2 < in.width) {  // the three taps of a kernel row are adjacent pixels
-          copy_prefix<3 * kSmallCinMax>(dst, row + ix0 * c, 3 * c);
+        const uint8_t* row = image + iy * taps.row_bytes;
+        if (x_inside) {
+          t.a[dy][r] = row + ix0 * c;
           continue;
         }
+        uint8_t* dst = s.rows[r][dy];
         for (int dx = 0; dx < 3; ++dx) {
           const int64_t ix = ix0 + dx;
           if (ix < 0 || ix >= in.width) std::memset(dst + dx * c, taps.za_row[0], static_cast<size_t>(c));
-          else copy_prefix<kSmallCinMax>(dst + dx * c, row + ix * c, c);
+          else std::memcpy(dst + dx * c, row + ix * c, static_cast<size_t>(c));
         }
+        t.a[dy][r] = dst;
+        scratch_used = true;
       }
     }
-    for (int r = 0; r < kMaxMR; ++r) t.a[0][r] = s.rows[r < rows ? r : 0];
-    t.a_version |= static_cast<uint64_t>(tile + 1) & 0xFFFFFFFFu;  // new bytes at the same addresses
+    s.cursor = p;
+    for (int r = rows; r < kMaxMR; ++r)
+      for (int dy = 0; dy < 3; ++dy) t.a[dy][r] = t.a[dy][0];
+    if (scratch_used) t.a_version |= static_cast<uint64_t>(tile + 1) & 0xFFFFFFFFu;  // new bytes, same address
   }
 };
 
@@ -137,7 +162,7 @@ std::unique_ptr<PackedB> pack_conv3x3(Isa isa, const void* w, DType w_type, int6
                                       const OutputStage& stage) {
   // B[(tap, c), o] = w[o, tap, c]: row stride 1, column stride 9*C.
   const BSource b{w, w_type, 1, 9 * in_channels};
-  if (in_channels <= kSmallCinMax) return pack_b(isa, b, 1, 9 * in_channels, out_channels, w_zp, bias, stage);
+  if (in_channels <= kSmallCinMax) return pack_b(isa, b, 3, 3 * in_channels, out_channels, w_zp, bias, stage);
   return pack_b(isa, b, 9, in_channels, out_channels, w_zp, bias, stage);
 }
 
@@ -146,14 +171,15 @@ void conv3x3_packed(const PackedB& pb, const ConvInput& in, const void* x, DType
   QK_REQUIRE(pb.k == 9 * in.channels, "conv3x3_packed: channel count differs from the weights");
   const int64_t oh = in.out_height(), ow = in.out_width();
   const int64_t esize = out_elem_size(pb.stage.out_dtype);
-  std::vector<uint8_t> za_row(static_cast<size_t>(in.channels), static_cast<uint8_t>(x_zero_point));
+  // One kernel row (3*C bytes) of x_zero_point: the padding tap of either A path.
+  std::vector<uint8_t> za_row(static_cast<size_t>(3 * in.channels), static_cast<uint8_t>(x_zero_point));
   const uint8_t* xb = static_cast<const uint8_t*>(x);
-  const ConvTaps taps{&in, xb, za_row.data(), xb + in.batch * in.height * in.width * in.channels, oh, ow};
+  const ConvTaps taps(&in, xb, za_row.data());
   const OutRows outs{static_cast<char*>(out), pb.n * esize, esize};
   const int64_t m = in.batch * oh * ow;
-  if (pb.taps == 1) {
+  if (pb.taps == 3) {
     QK_REQUIRE(in.channels <= kSmallCinMax, "conv3x3_packed: weights packed for the small-C path");
-    run_tiles(pb, x_type, m, x_zero_point, PatchRows{outs, taps});
+    run_tiles(pb, x_type, m, x_zero_point, KernelRowTaps{outs, taps});
   } else {
     run_tiles(pb, x_type, m, x_zero_point, TableRows{outs, taps});
   }

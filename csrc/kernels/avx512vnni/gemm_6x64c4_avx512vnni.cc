@@ -12,35 +12,41 @@ namespace qk {
 
 namespace {
 
+// The output stage's helpers must inline into store_row: as calls they cost more than a first layer's
+// arithmetic (GCC stopped inlining requant16 once tile<> grew).
+#define QK_INLINE inline __attribute__((always_inline))
+
 constexpr int kNR = 64;
 constexpr int kKR = 4;
 
 // Four A bytes broadcast to every lane, straight from memory (vpbroadcastd m32: a load-port uop, no
 // ALU work); s8 A is flipped to u8 with one vector xor (docs/kernels.md).
 template <bool kFlip>
-inline __m512i bcast_quad(const uint8_t* p) {
+QK_INLINE __m512i bcast_quad(const uint8_t* p) {
   int32_t v;
   std::memcpy(&v, p, 4);
   const __m512i r = _mm512_set1_epi32(v);
   return kFlip ? _mm512_xor_si512(r, _mm512_set1_epi32(static_cast<int32_t>(0x80808080u))) : r;
 }
 
-// The last K % 4 bytes of a row, zero-filled: padded B rows are 0, so the fill never matters.
+// The last K % 4 (1-3) bytes of a row, zero-filled: padded B rows are 0, so the fill never matters.
+// Byte loads, not a variable-length memcpy (a library call per row and tap).
 template <bool kFlip>
-inline __m512i bcast_tail(const uint8_t* p, int64_t bytes) {
-  uint32_t v = 0;
-  std::memcpy(&v, p, static_cast<size_t>(bytes));
+QK_INLINE __m512i bcast_tail(const uint8_t* p, int64_t bytes) {
+  uint32_t v = p[0];
+  if (bytes > 1) v |= static_cast<uint32_t>(p[1]) << 8;
+  if (bytes > 2) v |= static_cast<uint32_t>(p[2]) << 16;
   return _mm512_set1_epi32(static_cast<int>(kFlip ? v ^ 0x80808080u : v));
 }
 
 // 64-bit signed products of the even and odd int32 lanes.
-inline __m512i odd_lanes(__m512i x) { return _mm512_srli_epi64(x, 32); }
-inline __m512i merge_even_odd(__m512i even, __m512i odd) {
+QK_INLINE __m512i odd_lanes(__m512i x) { return _mm512_srli_epi64(x, 32); }
+QK_INLINE __m512i merge_even_odd(__m512i even, __m512i odd) {
   return _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32));
 }
 
 // Eq. (9) for a non-negative multiplier: floor((x*M + 2^30) / 2^31), per int32 lane.
-inline __m512i srdhm(__m512i x, __m512i m) {
+QK_INLINE __m512i srdhm(__m512i x, __m512i m) {
   const __m512i half = _mm512_set1_epi64(int64_t{1} << 30);
   const __m512i e = _mm512_srai_epi64(_mm512_add_epi64(_mm512_mul_epi32(x, m), half), 31);
   const __m512i o = _mm512_srai_epi64(_mm512_add_epi64(_mm512_mul_epi32(odd_lanes(x), odd_lanes(m)), half), 31);
@@ -48,7 +54,7 @@ inline __m512i srdhm(__m512i x, __m512i m) {
 }
 
 // Eq. (10) with a per-lane exponent in [0, 31].
-inline __m512i rounding_divide_by_pot(__m512i x, __m512i e) {
+QK_INLINE __m512i rounding_divide_by_pot(__m512i x, __m512i e) {
   const __m512i one = _mm512_set1_epi32(1);
   const __m512i mask = _mm512_sub_epi32(_mm512_sllv_epi32(one, e), one);
   const __m512i rem = _mm512_and_si512(x, mask);
@@ -59,7 +65,7 @@ inline __m512i rounding_divide_by_pot(__m512i x, __m512i e) {
 }
 
 // Eq. (11) with a per-lane exponent in [0, 31].
-inline __m512i saturating_shift_left(__m512i x, __m512i e) {
+QK_INLINE __m512i saturating_shift_left(__m512i x, __m512i e) {
   const __m512i shifted = _mm512_sllv_epi32(x, e);
   const __mmask16 overflow = _mm512_cmpneq_epi32_mask(_mm512_srav_epi32(shifted, e), x);
   const __m512i sat = _mm512_mask_blend_epi32(_mm512_cmplt_epi32_mask(x, _mm512_setzero_si512()),
@@ -68,7 +74,7 @@ inline __m512i saturating_shift_left(__m512i x, __m512i e) {
 }
 
 // Eq. (12), the exact int64 result clamped to [lo, hi] (int64 lanes) before narrowing.
-inline __m512i single_rounding_clamped(__m512i x, __m512i m, __m512i shift, __m512i lo, __m512i hi) {
+QK_INLINE __m512i single_rounding_clamped(__m512i x, __m512i m, __m512i shift, __m512i lo, __m512i hi) {
   const __m512i total = _mm512_sub_epi32(_mm512_set1_epi32(31), shift);
   const __m512i one64 = _mm512_set1_epi64(1);
   const __m512i low32 = _mm512_set1_epi64(0xFFFFFFFF);
@@ -83,7 +89,7 @@ inline __m512i single_rounding_clamped(__m512i x, __m512i m, __m512i shift, __m5
 }
 
 // Requantizes 16 accumulators of columns [col, col+16): int32 lanes within [qmin, qmax], zero point added.
-inline __m512i requant16(__m512i v, const OutputStage& os, int64_t col) {
+QK_INLINE __m512i requant16(__m512i v, const OutputStage& os, int64_t col) {
   const int32_t lo = os.qmin - os.zero_point, hi = os.qmax - os.zero_point;
   __m512i r;
   if (os.mode == RequantMode::kFp32) {
@@ -111,7 +117,7 @@ inline __m512i requant16(__m512i v, const OutputStage& os, int64_t col) {
 // Requantizes 16 accumulators and stores the first `lanes` of them (int32, or narrowed to 8 bits: the
 // values are within [qmin, qmax], so truncation is exact). The narrowing is the register form of
 // vpmovdb plus a masked byte store; vpmovdb to memory is slow on Zen 4.
-inline void store16(__m512i v, const OutputStage& os, int64_t col, void* dst, __mmask16 lanes) {
+QK_INLINE void store16(__m512i v, const OutputStage& os, int64_t col, void* dst, __mmask16 lanes) {
   if (os.mode == RequantMode::kRaw) {
     _mm512_mask_storeu_epi32(dst, lanes, v);
     return;
@@ -121,7 +127,7 @@ inline void store16(__m512i v, const OutputStage& os, int64_t col, void* dst, __
 
 // Four requantized vectors (columns col..col+63) packed to 64 bytes in column order and stored under
 // `bytes` (one bit per column).
-inline void store64(const __m512i v[4], const OutputStage& os, int64_t col, void* dst, __mmask64 bytes) {
+QK_INLINE void store64(const __m512i v[4], const OutputStage& os, int64_t col, void* dst, __mmask64 bytes) {
   const __m512i w01 = _mm512_packs_epi32(requant16(v[0], os, col), requant16(v[1], os, col + 16));
   const __m512i w23 = _mm512_packs_epi32(requant16(v[2], os, col + 32), requant16(v[3], os, col + 48));
   const __m512i b = os.out_dtype == DType::kUint8 ? _mm512_packus_epi16(w01, w23) : _mm512_packs_epi16(w01, w23);
@@ -130,7 +136,7 @@ inline void store64(const __m512i v[4], const OutputStage& os, int64_t col, void
   _mm512_mask_storeu_epi8(dst, bytes, _mm512_permutexvar_epi32(order, b));
 }
 
-inline __mmask16 lane_mask(int nc, int j) {
+QK_INLINE __mmask16 lane_mask(int nc, int j) {
   const int lanes = nc - 16 * j;
   return lanes >= 16 ? static_cast<__mmask16>(0xFFFF) : lanes <= 0 ? 0 : static_cast<__mmask16>((1u << lanes) - 1);
 }
@@ -228,6 +234,7 @@ void tile(const TileArgs& t) {
   if constexpr (MR > 5) store_row<NV>(t, 5, c50, c51, c52, c53);
 }
 
+#undef QK_INLINE
 #undef QK_ALL_ROWS
 #undef QK_LOAD_B
 #undef QK_ROW_DOT
