@@ -280,3 +280,39 @@ def test_packed_gemm_copies_its_weights(rng):
     want = qkern.reference.gemm(np.ones((2, 20), np.uint8), b.copy())
     b[...] = 0  # the caller's later writes must not reach the packed weights
     np.testing.assert_array_equal(packed(np.ones((2, 20), np.uint8)), want)
+
+
+def _epilogue_channels(rng):
+    """(multiplier, shift, bias) per channel: every shift, multipliers at the edges and near 2^30, and a
+    bias of 0 (tiny accumulators: the rounding ties) or one that puts M * bias / 2^(31-shift) near 100
+    (in range: the rounding of large products, not just the clamp)."""
+    rows = []
+    for shift in range(-31, 31):
+        total = 31 - shift
+        for m in (1, 3, 2**30 - 1, 2**30, 2**30 + 1, 2**31 - 1, int(rng.integers(1, 2**31))):
+            rows.append((m, shift, 0))
+            rows.append((m, shift, int(np.clip(round(100 * 2.0**total / m), -(2**31), 2**31 - 1))))
+    return np.array(rows, dtype=np.int64).T
+
+
+def test_epilogue_extremes_every_isa(rng, isa_threads):
+    """K = 1 and B = 1, so acc = a - 128 + bias per channel: every SIMD epilogue equals the scalar rule on
+    rounding ties, every shift, edge multipliers and the clamp, lane by lane."""
+    mult, shift, bias = _epilogue_channels(rng)
+    n = mult.size
+    a = np.concatenate([np.arange(120, 137), rng.integers(0, 256, 23)]).astype(np.uint8)[:, None]
+    b = np.ones((1, n), np.int8)
+    bias32 = bias.astype(np.int32)
+    cases = {
+        "gemmlowp": qkern.Requant(mult, shift, 3, dtype="int8"),
+        "single": qkern.Requant(mult, shift, 100, dtype="uint8", rounding="single"),
+    }
+    fmult = np.exp(rng.uniform(np.log(1e-9), np.log(10.0), n)).astype(np.float32)
+    fmult[:6] = [0.0, 0.5, 0.25, 1.5, 1.0, 2.0**-20]  # exact ties for round-half-even
+    target = np.clip(np.round(100 / np.maximum(fmult.astype(np.float64), 1e-12)), -(2**31), 2**31 - 1)
+    fbias = np.where(np.arange(n) < n // 2, 0, target).astype(np.int32)
+    for name, rq in cases.items():
+        _check(a, b, 128, 0, bias32, rq, name)
+    _check(a, b, 128, 0, fbias, qkern.Requant(fmult, zero_point=-7, dtype="int8", rounding="fp32"), "fp32")
+    relu = qkern.Requant(fmult, zero_point=9, dtype="uint8", qmin=9, qmax=200, rounding="fp32")
+    _check(a, b, 128, 0, fbias, relu, "fp32 relu")
