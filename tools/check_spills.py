@@ -1,9 +1,9 @@
 """Count accumulator spills in the VNNI microkernel's hot loop (performance.md 3.11).
 
 Compiles csrc/kernels/avx512vnni/gemm_6x64c4_avx512vnni.cc to assembly with the build's flags, finds each
-basic block that loops onto itself and holds vpdpbusd instructions (the k-loops of the tile variants) and
-counts zmm loads/stores that address the stack there (the K tail and the epilogue run once per tile and
-are not counted). A correct build keeps all accumulators in registers: the count must be 0.
+basic block that holds vpdpbusd instructions and jumps back (the k-loops of the tile variants; the K tail
+runs through the same loop body) and counts zmm loads/stores that address the stack there (the epilogue
+runs once per tile and is not counted). A correct build keeps all accumulators in registers: the count must be 0.
 Exit status 1 on any spill; `--verbose` prints the blocks.
 """
 
@@ -31,6 +31,8 @@ FLAGS = [
 
 
 def hot_blocks(asm: str) -> list[list[str]]:
+    """Blocks with >= 4 vpdpbusd that jump back to a label at or before them: the k-loop bodies, whether
+    GCC rotated the loop (the block jumps to itself) or not (it jumps back to a separate header)."""
     blocks, current = [], []
     for line in asm.splitlines():
         if re.match(r"^\.?L\w+:|^_Z\w+:", line):
@@ -38,10 +40,11 @@ def hot_blocks(asm: str) -> list[list[str]]:
             current = []
         current.append(line)
     blocks.append(current)
+    position = {b[0].rstrip(":"): i for i, b in enumerate(blocks) if b and b[0].endswith(":")}
     loops = []
-    for b in blocks:
-        label = b[0].rstrip(":") if b and b[0].endswith(":") else None
-        jumps_back = label is not None and any(re.match(rf"\s+j\w+\s+{re.escape(label)}$", ln) for ln in b)
+    for i, b in enumerate(blocks):
+        targets = [m.group(1) for ln in b if (m := re.match(r"\s+j\w+\s+(\S+)$", ln))]
+        jumps_back = any(position.get(t, len(blocks)) <= i for t in targets)
         if jumps_back and sum("vpdpbusd" in ln for ln in b) >= 4:
             loops.append(b)
     return loops

@@ -29,16 +29,6 @@ QK_INLINE __m512i bcast_quad(const uint8_t* p) {
   return kFlip ? _mm512_xor_si512(r, _mm512_set1_epi32(static_cast<int32_t>(0x80808080u))) : r;
 }
 
-// The last K % 4 (1-3) bytes of a row, zero-filled: padded B rows are 0, so the fill never matters.
-// Byte loads, not a variable-length memcpy (a library call per row and tap).
-template <bool kFlip>
-QK_INLINE __m512i bcast_tail(const uint8_t* p, int64_t bytes) {
-  uint32_t v = p[0];
-  if (bytes > 1) v |= static_cast<uint32_t>(p[1]) << 8;
-  if (bytes > 2) v |= static_cast<uint32_t>(p[2]) << 16;
-  return _mm512_set1_epi32(static_cast<int>(kFlip ? v ^ 0x80808080u : v));
-}
-
 // 64-bit signed products of the even and odd int32 lanes.
 QK_INLINE __m512i odd_lanes(__m512i x) { return _mm512_srli_epi64(x, 32); }
 QK_INLINE __m512i merge_even_odd(__m512i even, __m512i odd) {
@@ -203,6 +193,7 @@ void tile(const TileArgs& t) {
   __m512i c40 = i0, c41 = i1, c42 = i2, c43 = i3, c50 = i0, c51 = i1, c52 = i2, c53 = i3;
   const uint8_t* bp = t.b;
   const int64_t quads = t.tap_k / kKR, tail = t.tap_k % kKR;
+  alignas(16) uint8_t tails[kMaxMR][kKR];
   for (int tap = 0; tap < t.taps; ++tap) {
     const uint8_t* a0 = t.a[tap][0];
     const uint8_t* a1 = t.a[tap][1];
@@ -210,21 +201,33 @@ void tile(const TileArgs& t) {
     const uint8_t* a3 = t.a[tap][3];
     const uint8_t* a4 = t.a[tap][4];
     const uint8_t* a5 = t.a[tap][5];
-    int64_t off = 0;
-#define A_LOAD(r) bcast_quad<kFlip>(a##r + off)
-    for (int64_t q = 0; q < quads; ++q, off += kKR, bp += kNR * kKR) {
-      _mm_prefetch(reinterpret_cast<const char*>(bp) + 1024, _MM_HINT_T0);
-      QK_LOAD_B
-      QK_ALL_ROWS
+#define A_LOAD(r) bcast_quad<kFlip>(a##r)
+#define QK_ROW_STEP(r) \
+  if constexpr (MR > r) a##r += kKR;
+    int64_t q = 0, steps = quads;
+    for (;;) {
+      for (; q < steps; ++q, bp += kNR * kKR) {
+        _mm_prefetch(reinterpret_cast<const char*>(bp) + 1024, _MM_HINT_T0);
+        QK_LOAD_B
+        QK_ALL_ROWS
+        QK_ROW_STEP(0) QK_ROW_STEP(1) QK_ROW_STEP(2) QK_ROW_STEP(3) QK_ROW_STEP(4) QK_ROW_STEP(5)
+      }
+      if (tail == 0 || steps > quads) break;
+      // The tap's last tap_k % 4 bytes as one more pass of the same loop body, read from zero-filled
+      // copies (B's padding rows are 0). A separate tail block made GCC spill all 24 accumulators
+      // around it, which cost more than a first layer's whole k-loop.
+#define QK_ROW_TAIL(r)                                      \
+  if constexpr (MR > r) {                                   \
+    std::memcpy(tails[r], a##r, static_cast<size_t>(tail)); \
+    std::memset(tails[r] + tail, 0, static_cast<size_t>(kKR - tail)); \
+    a##r = tails[r];                                        \
+  }
+      QK_ROW_TAIL(0) QK_ROW_TAIL(1) QK_ROW_TAIL(2) QK_ROW_TAIL(3) QK_ROW_TAIL(4) QK_ROW_TAIL(5)
+#undef QK_ROW_TAIL
+      steps = quads + 1;
     }
+#undef QK_ROW_STEP
 #undef A_LOAD
-    if (tail > 0) {  // the tap's last tap_k % 4 bytes; B's padding rows are 0
-#define A_LOAD(r) bcast_tail<kFlip>(a##r + off, tail)
-      QK_LOAD_B
-      QK_ALL_ROWS
-#undef A_LOAD
-      bp += kNR * kKR;
-    }
   }
   store_row<NV>(t, 0, c00, c01, c02, c03);
   if constexpr (MR > 1) store_row<NV>(t, 1, c10, c11, c12, c13);
