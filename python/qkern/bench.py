@@ -21,19 +21,25 @@ VNNI_PEAK_GOPS_PER_CORE = 458.0
 A_SCALE, A_ZP, B_SCALE, Y_SCALE, Y_ZP = 0.02, 128, 0.004, 0.5, 128
 
 
-def median_time(fn: Callable[[], Any], repeat: int, warmup: int = 2, min_sample_s: float = 2e-3) -> float:
+def median_time(
+    fn: Callable[[], Any], repeat: int, warmup: int = 2, min_sample_s: float = 2e-3, warmup_s: float = 0.02
+) -> float:
     """Median seconds per call of fn over `repeat` samples.
 
     Short calls are timed in batches (one sample = enough back-to-back calls to last `min_sample_s`), as
     timeit's autorange does: a single 10 us call timed alone mostly measures the timer, the frequency ramp
-    and, on this VM, whether the other vCPU was descheduled. Every implementation is timed the same way.
+    and, on this VM, whether the other vCPU was descheduled. Before sampling, fn runs for at least
+    `warmup_s` (and `warmup` calls): after the harness's settle pause every library's threads have gone
+    to sleep, and the scheduler needs a few milliseconds to put woken threads back on separate CPUs.
+    Every implementation is timed the same way.
     """
     t0 = time.perf_counter()
     for _ in range(warmup):
         fn()
     per_call = max((time.perf_counter() - t0) / max(warmup, 1), 1e-7)
     batch = max(1, min(10000, int(min_sample_s / per_call)))
-    for _ in range(batch * warmup if batch > 1 else 0):  # warm the pools and caches at the timed pace
+    t_end = time.perf_counter() + warmup_s
+    while time.perf_counter() < t_end:
         fn()
     times = []
     for _ in range(repeat):
