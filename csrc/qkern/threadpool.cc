@@ -12,6 +12,10 @@
 #include <thread>
 #include <vector>
 
+#if defined(__linux__)
+#include <sched.h>
+#endif
+
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define QK_PAUSE() _mm_pause()
@@ -63,6 +67,7 @@ class Pool {
         ranges_[t].end = (t + 1) * tasks / nthreads;
       }
       active_.store(static_cast<int>(nthreads), std::memory_order_relaxed);
+      caller_cpu_.store(current_cpu(), std::memory_order_relaxed);
       error_ = nullptr;
       open_.store(generation_.load() + 1);
       generation_.fetch_add(1, std::memory_order_release);
@@ -129,6 +134,8 @@ class Pool {
         wake_.wait(lock, [&] { return stop_ || generation_.load(std::memory_order_acquire) != seen; });
         if (stop_) return;
         g = generation_.load(std::memory_order_acquire);
+        lock.unlock();
+        leave_caller_cpu();
       }
       seen = g;
       // inside_ first, then open_ (both sequentially consistent): if the call is still open, its caller
@@ -140,6 +147,31 @@ class Pool {
         done_.notify_all();
       }
     }
+  }
+
+  static int current_cpu() {
+#if defined(__linux__)
+    return sched_getcpu();
+#else
+    return -1;
+#endif
+  }
+
+  // A worker woken from its sleep is placed on the waker's CPU (the kernel's wake-affine heuristic), so
+  // it time-slices with the caller while the other CPU idles, until the load balancer separates them:
+  // measured as the first ~10 ms of calls after an idle pause running at one thread's speed or worse.
+  // If it woke on the caller's CPU, it moves itself off it (its allowed set minus that CPU, then the set
+  // restored: the kernel does not move a running thread back onto a busy CPU).
+  void leave_caller_cpu() {
+#if defined(__linux__)
+    const int cpu = current_cpu();
+    if (cpu < 0 || cpu != caller_cpu_.load(std::memory_order_relaxed) || cpu >= CPU_SETSIZE) return;
+    cpu_set_t allowed;
+    if (sched_getaffinity(0, sizeof(allowed), &allowed) != 0 || CPU_COUNT(&allowed) < 2) return;
+    cpu_set_t others = allowed;
+    CPU_CLR(cpu, &others);
+    if (sched_setaffinity(0, sizeof(others), &others) == 0) sched_setaffinity(0, sizeof(allowed), &allowed);
+#endif
   }
 
   void stop_workers() {
@@ -164,6 +196,7 @@ class Pool {
   std::unique_ptr<Range[]> ranges_;  // one per thread; thread t owns ranges_[t]
   std::atomic<int> active_{0};     // threads taking part in the current call
   std::atomic<bool> caller_waiting_{false};  // the caller sleeps on done_
+  std::atomic<int> caller_cpu_{-1};          // where the current call's caller ran when it opened the call
   std::atomic<uint64_t> open_{0};  // the generation whose tasks may still be claimed; 0 when closed
   std::atomic<int> inside_{0};     // workers between entering a call and leaving it
   std::atomic<uint64_t> generation_{0};
