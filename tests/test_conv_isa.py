@@ -55,7 +55,7 @@ def test_conv3x3_every_isa_and_thread_count_equals_reference(rng, isa_threads, t
 
 @pytest.mark.parametrize("c", CHANNELS)
 def test_conv3x3_every_channel_count_and_size(rng, isa_threads, c):
-    """Both A paths: C <= 16 reads three kernel-row taps, larger C nine C-deep taps (K tails when C % 4)."""
+    """Both A paths: C <= 64 reads three kernel-row taps, larger C nine C-deep taps (K tails when C % 4)."""
     for size in SIZES:
         for stride, padding in ((1, 1), (2, 0)):
             name = _pick(rng, list(requant_cases(rng, 1)))

@@ -56,9 +56,9 @@ void register_runtime(py::module_& m) {
   m.def("set_num_threads", &set_num_threads);
   m.def("kernels", []() {
     py::list out;
-#define QK_KERNEL(isa, tile, pack, mr, nr, kr) \
+#define QK_KERNEL(isa, tile, pack, mr, nr, kr, max_n)                                                \
   out.append(py::dict(py::arg("isa") = isa_name(isa), py::arg("name") = #tile, py::arg("mr") = mr, \
-                      py::arg("nr") = nr, py::arg("kr") = kr));
+                      py::arg("nr") = nr, py::arg("kr") = kr, py::arg("max_n") = max_n));
 #include "qkern/kernels.inc"
 #undef QK_KERNEL
     return out;

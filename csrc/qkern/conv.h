@@ -20,8 +20,9 @@ struct ConvInput {
 };
 
 // Up to this many input channels conv3x3 packs B as three 3*C-deep taps, one per kernel row, read in place
-// (the first-layer path); above it, nine C-deep taps read in place.
-constexpr int64_t kSmallCinMax = 16;
+// (first layers and narrow layers: short taps cost more in tap switches than in arithmetic); above it,
+// nine C-deep taps read in place.
+constexpr int64_t kSmallCinMax = 64;
 
 // w[O, 3, 3, C] (OHWI) as B[(tap, c), o]; w_zp, bias and the stage's arrays have O entries.
 std::unique_ptr<PackedB> pack_conv3x3(Isa isa, const void* w, DType w_type, int64_t out_channels,

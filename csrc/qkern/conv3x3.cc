@@ -1,7 +1,7 @@
 // conv3x3.cc: NHWC 3x3 convolution as an implicit GEMM: M = N*OH*OW, K = 9*C, N = O (performance.md 3.8).
 //
-// Each 6-pixel tile gets a table of 9 x 6 input-row pointers built on the stack; a tap outside the
-// image points at a row of x_zero_point bytes (real 0). No im2col buffer: extra memory is one row.
+// Each tile of pixels (6, or 12 for O <= 32) gets a table of input-row pointers per tap; a tap outside
+// the image points at a row of x_zero_point bytes (real 0). No im2col buffer: extra memory is one row.
 // With C <= kSmallCinMax nine C-deep taps would be mostly tap overhead, so K is split into three taps of
 // 3*C bytes (one kernel row each, contiguous in NHWC) instead.
 #include <cstring>

@@ -21,17 +21,19 @@ struct KernelInfo {
   TileKernel tile;
   void (*pack)(PackedB&, const BSource&);
   int mr, nr, kr;
+  int64_t max_n;  // 0, or the widest output this kernel is chosen for
 };
 
 const KernelInfo kKernels[] = {
-#define QK_KERNEL(isa, tile, pack, mr, nr, kr) {isa, tile, pack, mr, nr, kr},
+#define QK_KERNEL(isa, tile, pack, mr, nr, kr, max_n) {isa, tile, pack, mr, nr, kr, max_n},
 #include "qkern/kernels.inc"
 #undef QK_KERNEL
 };
 
+// The ISA's general kernel: it defines the packed layout.
 const KernelInfo* kernel_for(Isa isa) {
   for (const KernelInfo& k : kKernels)
-    if (k.isa == isa) return &k;
+    if (k.isa == isa && k.max_n == 0) return &k;
   return nullptr;
 }
 
@@ -54,9 +56,12 @@ struct GemmRows {
 
 }  // namespace
 
-TileKernel tile_kernel_for(Isa isa) {
-  const KernelInfo* k = kernel_for(isa);
-  return k ? k->tile : nullptr;
+TileChoice tile_kernel_for(Isa isa, int64_t n) {
+  const KernelInfo* best = kernel_for(isa);
+  for (const KernelInfo& k : kKernels)
+    if (k.isa == isa && k.max_n != 0 && n <= k.max_n && (best == nullptr || best->max_n == 0 || k.max_n < best->max_n))
+      best = &k;
+  return best ? TileChoice{best->tile, best->mr} : TileChoice{nullptr, 0};
 }
 
 uint64_t next_call_id() {

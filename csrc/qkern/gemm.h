@@ -66,7 +66,7 @@ void gemm_packed(const PackedB& pb, const void* a, DType a_type, int64_t m, int6
                  void* c, int64_t ldc);
 
 // ---- microkernel ABI (one POD for every ISA) ----
-constexpr int kMaxMR = 6;
+constexpr int kMaxMR = 12;  // the tallest tile (12 x 32); most kernels use 6 rows
 constexpr int kMaxTaps = 9;
 
 struct TileArgs {
@@ -92,6 +92,7 @@ using TileKernel = void (*)(const TileArgs& t, int mr);
 // Per-ISA packing and tile kernels (defined in csrc/kernels/<isa>/).
 void pack_b_avx512vnni(PackedB& pb, const BSource& b);
 void tile_gemm_6x64c4__avx512vnni(const TileArgs& t, int mr);
+void tile_gemm_12x32c4__avx512vnni(const TileArgs& t, int mr);
 void pack_b_avx2(PackedB& pb, const BSource& b);
 void tile_gemm_6x16c2__avx2(const TileArgs& t, int mr);
 

@@ -15,8 +15,12 @@
 
 namespace qk {
 
-// The tile kernel of kernels.inc for `isa` (null if none).
-TileKernel tile_kernel_for(Isa isa);
+// The tile kernel of kernels.inc for `isa` and an output of n columns, and its tile height (null, 0 if none).
+struct TileChoice {
+  TileKernel kernel;
+  int mr;
+};
+TileChoice tile_kernel_for(Isa isa, int64_t n);
 // A process-wide counter: distinct for every driver call.
 uint64_t next_call_id();
 
@@ -36,7 +40,8 @@ constexpr int64_t kL2BlockBytes = 512 * 1024;
 //     anything per row (divisions) belongs in fill_a's scratch
 template <class RowMap>
 void run_tiles(const PackedB& pb, DType a_type, int64_t m, int32_t a_zero_point, const RowMap& rows) {
-  const TileKernel kernel = tile_kernel_for(pb.isa);
+  const TileChoice choice = tile_kernel_for(pb.isa, pb.n);
+  const TileKernel kernel = choice.kernel;
   QK_REQUIRE(kernel != nullptr, "packed for an ISA without a kernel");
   QK_REQUIRE(static_cast<int>(pb.isa) <= static_cast<int>(available_isas().front()),
              "weights were packed for an ISA this CPU cannot run");
@@ -50,7 +55,7 @@ void run_tiles(const PackedB& pb, DType a_type, int64_t m, int32_t a_zero_point,
   for (int64_t j = 0; j < cols; ++j)
     bias_eff[j] = static_cast<int32_t>(u32(pb.bias[j]) - u32(za) * u32(pb.colsum[j]) +
                                        u32(static_cast<int32_t>(pb.k)) * u32(za) * u32(pb.zb[j]));
-  const int mr = kMaxMR;
+  const int mr = choice.mr;
   const int64_t m_tiles = (m + mr - 1) / mr;
   const int64_t elem = pb.isa == Isa::kAvx2 ? 2 : 1;
   const int64_t panel_bytes = std::max<int64_t>(pb.kp * pb.nr * elem, 1);

@@ -206,7 +206,7 @@ void tile(const TileArgs& t) {
 #undef QK_ROW
     }
   }
-  const __m256i rows[kMaxMR][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+  const __m256i rows[6][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
   // Columns before `split` go to c, the rest to c2 (the depth-to-space store of conv_transpose2x2).
   const int split = static_cast<int>(std::min<int64_t>(std::max<int64_t>(t.split - t.col0, 0), t.nc));
   for (int r = 0; r < MR; ++r) {

@@ -180,27 +180,31 @@ inline void store_row(const TileArgs& t, int r, __m512i v0, __m512i v1, __m512i 
   const __m512i b2 = NV > 2 ? _mm512_load_si512(bp + 128) : b0;    \
   const __m512i b3 = NV > 3 ? _mm512_load_si512(bp + 192) : b0;
 
-#define QK_ALL_ROWS QK_ROW_DOT(0) QK_ROW_DOT(1) QK_ROW_DOT(2) QK_ROW_DOT(3) QK_ROW_DOT(4) QK_ROW_DOT(5)
+#define QK_ALL_ROWS                                                                          \
+  QK_ROW_DOT(0) QK_ROW_DOT(1) QK_ROW_DOT(2) QK_ROW_DOT(3) QK_ROW_DOT(4) QK_ROW_DOT(5) QK_ROW_DOT(6) \
+  QK_ROW_DOT(7) QK_ROW_DOT(8) QK_ROW_DOT(9) QK_ROW_DOT(10) QK_ROW_DOT(11)
+// Applies M to every row index of the tallest tile (rows >= MR compile to nothing).
+#define QK_EACH_ROW(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7) M(8) M(9) M(10) M(11)
 
 // The microkernel: MR rows x (16*NV) columns, whole K in registers (named accumulators: GCC keeps
 // them in zmm registers, an array of them it spilled; see performance.md 3.11).
+// MR x 16*NV with MR * NV <= 24: 6 x 64 (NV = 4) for most outputs, 12 x 32 (NV <= 2) for N <= 32, where
+// a 6-row tile would leave half the accumulators idle and pay its per-tile costs twice as often.
 template <int MR, int NV, bool kFlip>
 void tile(const TileArgs& t) {
+  static_assert(MR * NV <= 24, "24 accumulators at most: the rest of the 32 zmm hold B and A");
   const __m512i i0 = _mm512_loadu_si512(t.bias_eff), i1 = _mm512_loadu_si512(t.bias_eff + 16),
                 i2 = _mm512_loadu_si512(t.bias_eff + 32), i3 = _mm512_loadu_si512(t.bias_eff + 48);
-  __m512i c00 = i0, c01 = i1, c02 = i2, c03 = i3, c10 = i0, c11 = i1, c12 = i2, c13 = i3;
-  __m512i c20 = i0, c21 = i1, c22 = i2, c23 = i3, c30 = i0, c31 = i1, c32 = i2, c33 = i3;
-  __m512i c40 = i0, c41 = i1, c42 = i2, c43 = i3, c50 = i0, c51 = i1, c52 = i2, c53 = i3;
+#define QK_INIT(r) __m512i c##r##0 = i0, c##r##1 = i1, c##r##2 = i2, c##r##3 = i3;
+  QK_EACH_ROW(QK_INIT)
+#undef QK_INIT
   const uint8_t* bp = t.b;
   const int64_t quads = t.tap_k / kKR, tail = t.tap_k % kKR;
   alignas(16) uint8_t tails[kMaxMR][kKR];
   for (int tap = 0; tap < t.taps; ++tap) {
-    const uint8_t* a0 = t.a[tap][0];
-    const uint8_t* a1 = t.a[tap][1];
-    const uint8_t* a2 = t.a[tap][2];
-    const uint8_t* a3 = t.a[tap][3];
-    const uint8_t* a4 = t.a[tap][4];
-    const uint8_t* a5 = t.a[tap][5];
+#define QK_ROW_PTR(r) const uint8_t* a##r = t.a[tap][r];
+    QK_EACH_ROW(QK_ROW_PTR)
+#undef QK_ROW_PTR
 #define A_LOAD(r) bcast_quad<kFlip>(a##r)
 #define QK_ROW_STEP(r) \
   if constexpr (MR > r) a##r += kKR;
@@ -210,7 +214,7 @@ void tile(const TileArgs& t) {
         _mm_prefetch(reinterpret_cast<const char*>(bp) + 1024, _MM_HINT_T0);
         QK_LOAD_B
         QK_ALL_ROWS
-        QK_ROW_STEP(0) QK_ROW_STEP(1) QK_ROW_STEP(2) QK_ROW_STEP(3) QK_ROW_STEP(4) QK_ROW_STEP(5)
+        QK_EACH_ROW(QK_ROW_STEP)
       }
       if (tail == 0 || steps > quads) break;
       // The tap's last tap_k % 4 bytes as one more pass of the same loop body, read from zero-filled
@@ -222,33 +226,37 @@ void tile(const TileArgs& t) {
     std::memset(tails[r] + tail, 0, static_cast<size_t>(kKR - tail)); \
     a##r = tails[r];                                        \
   }
-      QK_ROW_TAIL(0) QK_ROW_TAIL(1) QK_ROW_TAIL(2) QK_ROW_TAIL(3) QK_ROW_TAIL(4) QK_ROW_TAIL(5)
+      QK_EACH_ROW(QK_ROW_TAIL)
 #undef QK_ROW_TAIL
       steps = quads + 1;
     }
 #undef QK_ROW_STEP
 #undef A_LOAD
   }
-  store_row<NV>(t, 0, c00, c01, c02, c03);
-  if constexpr (MR > 1) store_row<NV>(t, 1, c10, c11, c12, c13);
-  if constexpr (MR > 2) store_row<NV>(t, 2, c20, c21, c22, c23);
-  if constexpr (MR > 3) store_row<NV>(t, 3, c30, c31, c32, c33);
-  if constexpr (MR > 4) store_row<NV>(t, 4, c40, c41, c42, c43);
-  if constexpr (MR > 5) store_row<NV>(t, 5, c50, c51, c52, c53);
+#define QK_STORE(r) \
+  if constexpr (MR > r) store_row<NV>(t, r, c##r##0, c##r##1, c##r##2, c##r##3);
+  QK_EACH_ROW(QK_STORE)
+#undef QK_STORE
 }
 
 #undef QK_INLINE
+#undef QK_EACH_ROW
 #undef QK_ALL_ROWS
 #undef QK_LOAD_B
 #undef QK_ROW_DOT
 
 template <int MR, bool kFlip>
 void tile_nv(const TileArgs& t) {
-  switch ((t.nc + 15) / 16) {
-    case 1: return tile<MR, 1, kFlip>(t);
-    case 2: return tile<MR, 2, kFlip>(t);
-    case 3: return tile<MR, 3, kFlip>(t);
-    default: return tile<MR, 4, kFlip>(t);
+  if constexpr (MR > 6) {  // the 12 x 32 kernel: N <= 32
+    if (t.nc <= 16) return tile<MR, 1, kFlip>(t);
+    return tile<MR, 2, kFlip>(t);
+  } else {
+    switch ((t.nc + 15) / 16) {
+      case 1: return tile<MR, 1, kFlip>(t);
+      case 2: return tile<MR, 2, kFlip>(t);
+      case 3: return tile<MR, 3, kFlip>(t);
+      default: return tile<MR, 4, kFlip>(t);
+    }
   }
 }
 
@@ -268,6 +276,19 @@ void tile_gemm_6x64c4__avx512vnni(const TileArgs& t, int mr) {
     case 4: return tile_nv<4>(t);
     case 5: return tile_nv<5>(t);
     default: return tile_nv<6>(t);
+  }
+}
+
+// Reads the same packed panels as the 6 x 64 kernel (its first 32 columns); chosen when N <= 32.
+void tile_gemm_12x32c4__avx512vnni(const TileArgs& t, int mr) {
+  if (mr <= 6) return tile_gemm_6x64c4__avx512vnni(t, mr);
+  switch (mr) {
+    case 7: return tile_nv<7>(t);
+    case 8: return tile_nv<8>(t);
+    case 9: return tile_nv<9>(t);
+    case 10: return tile_nv<10>(t);
+    case 11: return tile_nv<11>(t);
+    default: return tile_nv<12>(t);
   }
 }
 
