@@ -77,8 +77,8 @@ def gemm(
     if a.shape[1] != b.shape[0]:
         raise ValueError(f"a is {a.shape} and b is {b.shape}: a's columns (K) must equal b's rows")
     n = b.shape[1]
-    za = V.zero_point(a_zero_point, a.dtype.name, "a_zero_point")
-    zb = V.zero_point(b_zero_point, b.dtype.name, "b_zero_point", channels=n)
+    za = V.zero_point(a_zero_point, V.qname(a), "a_zero_point")
+    zb = V.zero_point(b_zero_point, V.qname(b), "b_zero_point", channels=n)
     bias = V.bias(bias, n)
     requant = _requant(requant, n)
     out = _out(out, (a.shape[0], n), requant, (a, b, bias))
@@ -157,7 +157,7 @@ def conv3x3(
     w, stride, padding = check_conv3x3_layer(w, stride, padding)
     x, spatial = check_conv3x3_input(x, w.shape[3], stride, padding)
     o = w.shape[0]
-    xz, wz, bias, requant = _conv_common(x.dtype.name, w, x_zero_point, w_zero_point, bias, requant, o)
+    xz, wz, bias, requant = _conv_common(V.qname(x), w, x_zero_point, w_zero_point, bias, requant, o)
     out = _out(out, (*spatial, o), requant, (x, w, bias))
     if _backend.get_backend() == "reference":
         out[...] = reference.conv3x3(x, w, stride, padding, xz, wz, bias, requant)
@@ -182,7 +182,7 @@ def conv_transpose2x2(
     w = check_deconv2x2_layer(w)
     x, spatial = check_deconv2x2_input(x, w.shape[0])
     o = w.shape[3]
-    xz, wz, bias, requant = _conv_common(x.dtype.name, w, x_zero_point, w_zero_point, bias, requant, o)
+    xz, wz, bias, requant = _conv_common(V.qname(x), w, x_zero_point, w_zero_point, bias, requant, o)
     out = _out(out, (*spatial, o), requant, (x, w, bias))
     if _backend.get_backend() == "reference":
         out[...] = reference.conv_transpose2x2(x, w, xz, wz, bias, requant)

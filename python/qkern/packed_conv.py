@@ -44,8 +44,19 @@ class _PackedConv:
         return None if self._core is None else self._core.isa
 
     def _run(self, x: np.ndarray, x_zero_point: Any, out: Any, spatial: tuple[int, ...]) -> np.ndarray:
-        xz = V.zero_point(x_zero_point, x.dtype.name, "x_zero_point")
-        out = ops._out(out, (*spatial, self.out_channels), self.requant, (x,))
+        xz = V.zero_point(x_zero_point, V.qname(x), "x_zero_point")
+        shape = (*spatial, self.out_channels)
+        if out is None:
+            out = np.empty(shape, dtype=self.out_dtype)
+        elif not (  # the hot path checks inline (performance.md R2); anything unusual gets the full error
+            type(out) is np.ndarray
+            and out.dtype == self.out_dtype
+            and out.shape == shape
+            and out.flags.c_contiguous
+            and out.flags.writeable
+            and not np.may_share_memory(out, x)
+        ):
+            out = ops._out(out, shape, self.requant, (x,))
         core = _backend.core
         if core is None or _backend.get_backend() == "reference":
             out[...] = self._reference(x, xz)
