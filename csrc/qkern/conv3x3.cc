@@ -78,7 +78,7 @@ struct OutRows {
   int64_t row_bytes, esize;
   template <class Scratch>
   void fill_c(TileArgs& t, int64_t r0, int rows, const Scratch&) const {
-    for (int r = 0; r < kMaxMR; ++r) t.c[r] = out + (r0 + (r < rows ? r : 0)) * row_bytes + t.col0 * esize;
+    for (int r = 0; r < rows; ++r) t.c[r] = out + (r0 + r) * row_bytes + t.col0 * esize;
   }
 };
 
@@ -96,8 +96,6 @@ struct TableRows : OutRows {
       for (int tap = 0; tap < kMaxTaps; ++tap) t.a[tap][r] = ptrs[tap];
     }
     s.cursor = p;
-    for (int r = rows; r < kMaxMR; ++r)
-      for (int tap = 0; tap < kMaxTaps; ++tap) t.a[tap][r] = t.a[tap][0];
   }
 };
 
@@ -149,8 +147,6 @@ struct KernelRowTaps : OutRows {
       }
     }
     s.cursor = p;
-    for (int r = rows; r < kMaxMR; ++r)
-      for (int dy = 0; dy < 3; ++dy) t.a[dy][r] = t.a[dy][0];
     if (scratch_used) t.a_version |= static_cast<uint64_t>(tile + 1) & 0xFFFFFFFFu;  // new bytes, same address
   }
 };

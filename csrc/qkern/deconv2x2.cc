@@ -23,7 +23,7 @@ struct DeconvRows {
   int64_t out_channels, esize;
 
   void fill_a(TileArgs& t, int64_t, int64_t r0, int rows, Scratch& s) const {
-    for (int r = 0; r < kMaxMR; ++r) t.a[0][r] = x + (r0 + (r < rows ? r : 0)) * channels;
+    for (int r = 0; r < rows; ++r) t.a[0][r] = x + (r0 + r) * channels;
     const int64_t out_row = 2 * width * out_channels * esize;  // bytes per output image row
     int64_t img = r0 / (height * width), i = r0 % (height * width) / width, j = r0 % width;
     for (int r = 0; r < rows; ++r) {
@@ -33,14 +33,13 @@ struct DeconvRows {
         if (++i == height) i = 0, ++img;
       }
     }
-    for (int r = rows; r < kMaxMR; ++r) s.dy0[r] = s.dy0[0];
   }
-  void fill_c(TileArgs& t, int64_t, int, const Scratch& s) const {
+  void fill_c(TileArgs& t, int64_t, int rows, const Scratch& s) const {
     const int64_t run = 2 * out_channels;                  // columns per dy
     const int64_t out_row = 2 * width * out_channels * esize;
     const bool first = t.col0 < run;
     const int64_t offset = first ? t.col0 * esize : out_row + (t.col0 - run) * esize;
-    for (int r = 0; r < kMaxMR; ++r) {
+    for (int r = 0; r < rows; ++r) {
       t.c[r] = s.dy0[r] + offset;
       t.c2[r] = s.dy0[r] + out_row;
     }

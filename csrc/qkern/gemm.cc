@@ -47,10 +47,10 @@ struct GemmRows {
   char* c;
   int64_t ldc_bytes, esize;
   void fill_a(TileArgs& t, int64_t, int64_t r0, int rows, Scratch&) const {
-    for (int r = 0; r < kMaxMR; ++r) t.a[0][r] = a + (r0 + (r < rows ? r : 0)) * lda;
+    for (int r = 0; r < rows; ++r) t.a[0][r] = a + (r0 + r) * lda;
   }
   void fill_c(TileArgs& t, int64_t r0, int rows, const Scratch&) const {
-    for (int r = 0; r < kMaxMR; ++r) t.c[r] = c + (r0 + (r < rows ? r : 0)) * ldc_bytes + t.col0 * esize;
+    for (int r = 0; r < rows; ++r) t.c[r] = c + (r0 + r) * ldc_bytes + t.col0 * esize;
   }
 };
 

@@ -70,7 +70,7 @@ constexpr int kMaxMR = 12;  // the tallest tile (12 x 32); most kernels use 6 ro
 constexpr int kMaxTaps = 9;
 
 struct TileArgs {
-  const uint8_t* a[kMaxTaps][kMaxMR];  // per tap, the row pointers (tap_k bytes each); rows >= mr alias row 0
+  const uint8_t* a[kMaxTaps][kMaxMR];  // per tap, the row pointers (tap_k bytes each); only rows < mr are set
   int taps;                            // 1 for a GEMM
   int64_t tap_k, tap_kp;               // as in PackedB: B holds tap_kp rows per tap, the last ones zero
   const uint8_t* b;          // start of this panel in PackedB::data

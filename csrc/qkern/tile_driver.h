@@ -34,9 +34,9 @@ constexpr int64_t kL2BlockBytes = 512 * 1024;
 // RowMap provides
 //   struct Scratch;  (per task, e.g. an im2col tile buffer)
 //   void fill_a(TileArgs& t, int64_t tile, int64_t r0, int rows, Scratch& s) const;
-//     sets t.a[tap][r] for tap < taps, r < kMaxMR (r >= rows alias row 0); may refine t.a_version
+//     sets t.a[tap][r] for tap < taps, r < rows (kernels read only the tile's rows); may refine t.a_version
 //   void fill_c(TileArgs& t, int64_t r0, int rows, const Scratch& s) const;
-//     sets t.c[r] (column t.col0) and, for a split store, t.split and t.c2[r]; called once per panel, so
+//     sets t.c[r] (column t.col0, r < rows) and, for a split store, t.split and t.c2[r]; called once per panel, so
 //     anything per row (divisions) belongs in fill_a's scratch
 template <class RowMap>
 void run_tiles(const PackedB& pb, DType a_type, int64_t m, int32_t a_zero_point, const RowMap& rows) {
@@ -85,9 +85,7 @@ void run_tiles(const PackedB& pb, DType a_type, int64_t m, int32_t a_zero_point,
       const int nrows = static_cast<int>(std::min<int64_t>(mr, m - r0));
       t.a_version = version;
       rows.fill_a(t, tile, r0, nrows, scratch);
-      for (int r = 0; r < kMaxMR; ++r) {
-        t.rowsum[r] = 0;
-        if (!pb.has_zb || r >= nrows) continue;
+      for (int r = 0; pb.has_zb && r < nrows; ++r) {
         uint32_t s = flip_a ? u32(128) * u32(static_cast<int32_t>(pb.k)) : 0u;
         for (int tap = 0; tap < pb.taps; ++tap)
           for (int64_t kk = 0; kk < pb.tap_k; ++kk) s += u32(load_q(t.a[tap][r], a_type, kk));
