@@ -164,6 +164,47 @@ inline void store_row(const TileArgs& t, int r, __m512i v0, __m512i v1, __m512i 
   }
 }
 
+// The tile's output stage, all rows in one call: the accumulators come through a stack buffer (six calls
+// with four zmm arguments each spilled them anyway), and in the common case (fp32 requant, 64 full
+// columns, no B zero point) the per-column multipliers and the bounds are loaded once per tile
+// instead of once per row (the output stores are char stores, which the compiler must assume alias
+// the stage).
+template <int NV>
+__attribute__((noinline)) void store_tile(const TileArgs& t, const int32_t* acc, int mr) {
+  const OutputStage& os = *t.stage;
+  if (NV == 4 && os.mode == RequantMode::kFp32 && !t.zb && t.nc == 64 && t.col0 + 64 <= t.split) {
+    const __m512 m0 = _mm512_loadu_ps(os.fmultiplier + t.col0), m1 = _mm512_loadu_ps(os.fmultiplier + t.col0 + 16);
+    const __m512 m2 = _mm512_loadu_ps(os.fmultiplier + t.col0 + 32), m3 = _mm512_loadu_ps(os.fmultiplier + t.col0 + 48);
+    const __m512 lo = _mm512_set1_ps(static_cast<float>(os.qmin - os.zero_point));
+    const __m512 hi = _mm512_set1_ps(static_cast<float>(os.qmax - os.zero_point));
+    const __m512i zp = _mm512_set1_epi32(os.zero_point);
+    const bool to_u8 = os.out_dtype == DType::kUint8;
+    const __m512i order = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
+    // Eq. (16) as in requant16.
+    const auto q = [&](const int32_t* p, __m512 m) {
+      const __m512 f = _mm512_cvt_roundepi32_ps(_mm512_load_si512(p), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      const __m512 c = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(f, m), lo), hi);
+      return _mm512_add_epi32(_mm512_cvt_roundps_epi32(c, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), zp);
+    };
+    for (int r = 0; r < mr; ++r) {
+      const int32_t* row = acc + r * kNR;
+      const __m512i w01 = _mm512_packs_epi32(q(row, m0), q(row + 16, m1));
+      const __m512i w23 = _mm512_packs_epi32(q(row + 32, m2), q(row + 48, m3));
+      const __m512i b = to_u8 ? _mm512_packus_epi16(w01, w23) : _mm512_packs_epi16(w01, w23);
+      _mm512_storeu_si512(t.c[r], _mm512_permutexvar_epi32(order, b));
+    }
+    return;
+  }
+  for (int r = 0; r < mr; ++r) {
+    const int32_t* row = acc + r * kNR;
+    const __m512i v0 = _mm512_load_si512(row);
+    const __m512i v1 = NV > 1 ? _mm512_load_si512(row + 16) : v0;
+    const __m512i v2 = NV > 2 ? _mm512_load_si512(row + 32) : v0;
+    const __m512i v3 = NV > 3 ? _mm512_load_si512(row + 48) : v0;
+    store_row<NV>(t, r, v0, v1, v2, v3);
+  }
+}
+
 #define QK_ROW_DOT(r)                                        \
   if constexpr (MR > r) {                                    \
     const __m512i av = A_LOAD(r);                            \
@@ -233,10 +274,17 @@ void tile(const TileArgs& t) {
 #undef QK_ROW_STEP
 #undef A_LOAD
   }
-#define QK_STORE(r) \
-  if constexpr (MR > r) store_row<NV>(t, r, c##r##0, c##r##1, c##r##2, c##r##3);
-  QK_EACH_ROW(QK_STORE)
-#undef QK_STORE
+  alignas(64) int32_t acc[MR][kNR];
+#define QK_SAVE(r)                                                \
+  if constexpr (MR > r) {                                         \
+    _mm512_store_si512(acc[r], c##r##0);                          \
+    if constexpr (NV > 1) _mm512_store_si512(acc[r] + 16, c##r##1); \
+    if constexpr (NV > 2) _mm512_store_si512(acc[r] + 32, c##r##2); \
+    if constexpr (NV > 3) _mm512_store_si512(acc[r] + 48, c##r##3); \
+  }
+  QK_EACH_ROW(QK_SAVE)
+#undef QK_SAVE
+  store_tile<NV>(t, &acc[0][0], MR);
 }
 
 #undef QK_INLINE
