@@ -195,6 +195,28 @@ __attribute__((noinline)) void store_tile(const TileArgs& t, const int32_t* acc,
     }
     return;
   }
+  if (NV == 2 && os.mode == RequantMode::kFp32 && !t.zb && t.nc == 32 && t.col0 + 32 <= t.split) {
+    // The 12 x 32 tile's rows: the same, two vectors packed to 32 bytes.
+    const __m512 m0 = _mm512_loadu_ps(os.fmultiplier + t.col0), m1 = _mm512_loadu_ps(os.fmultiplier + t.col0 + 16);
+    const __m512 lo = _mm512_set1_ps(static_cast<float>(os.qmin - os.zero_point));
+    const __m512 hi = _mm512_set1_ps(static_cast<float>(os.qmax - os.zero_point));
+    const __m512i zp = _mm512_set1_epi32(os.zero_point);
+    const bool to_u8 = os.out_dtype == DType::kUint8;
+    // After the packs, dword 4*L + s holds columns 16*s + 4*L .. +3 (s = 0, 1).
+    const __m512i order = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
+    const auto q = [&](const int32_t* p, __m512 m) {
+      const __m512 f = _mm512_cvt_roundepi32_ps(_mm512_load_si512(p), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      const __m512 c = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(f, m), lo), hi);
+      return _mm512_add_epi32(_mm512_cvt_roundps_epi32(c, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), zp);
+    };
+    for (int r = 0; r < mr; ++r) {
+      const int32_t* row = acc + r * kNR;
+      const __m512i w = _mm512_packs_epi32(q(row, m0), q(row + 16, m1));
+      const __m512i b = to_u8 ? _mm512_packus_epi16(w, w) : _mm512_packs_epi16(w, w);
+      _mm256_storeu_si256(static_cast<__m256i*>(t.c[r]), _mm512_castsi512_si256(_mm512_permutexvar_epi32(order, b)));
+    }
+    return;
+  }
   for (int r = 0; r < mr; ++r) {
     const int32_t* row = acc + r * kNR;
     const __m512i v0 = _mm512_load_si512(row);
