@@ -62,8 +62,11 @@ void run_tiles(const PackedB& pb, DType a_type, int64_t m, int32_t a_zero_point,
   // Small M: each task is one panel over all rows (threads split N). Otherwise: blocks of m-tiles times
   // blocks of panels that fit the L2 budget; the m-tile loop runs outside the panel loop.
   const bool small_m = m_tiles <= 8;
-  const int64_t panels_per_block = small_m ? 1 : std::max<int64_t>(1, kL2BlockBytes / panel_bytes);
-  const int64_t n_blocks = (pb.panels + panels_per_block - 1) / panels_per_block;
+  const int64_t panels_fit = small_m ? 1 : std::max<int64_t>(1, kL2BlockBytes / panel_bytes);
+  const int64_t n_blocks = (pb.panels + panels_fit - 1) / panels_fit;
+  // As equal as possible: 4 panels that fit 3 at a time run as 2 + 2, not 3 + 1 (tasks of unequal size
+  // leave one thread alone at the end of the call).
+  const int64_t panels_per_block = (pb.panels + n_blocks - 1) / n_blocks;
   // Blocks of at most 8 m-tiles, as equal as possible so that the static split stays balanced.
   const int64_t m_blocks = small_m ? 1 : (m_tiles + 7) / 8;
   const int64_t tiles_per_block = (m_tiles + m_blocks - 1) / m_blocks;
