@@ -64,18 +64,20 @@ void run_tiles(const PackedB& pb, DType a_type, int64_t m, int32_t a_zero_point,
   const bool small_m = m_tiles <= 8;
   const int64_t panels_fit = small_m ? 1 : std::max<int64_t>(1, kL2BlockBytes / panel_bytes);
   const int64_t n_blocks = (pb.panels + panels_fit - 1) / panels_fit;
-  // As equal as possible: 4 panels that fit 3 at a time run as 2 + 2, not 3 + 1 (tasks of unequal size
-  // leave one thread alone at the end of the call).
-  const int64_t panels_per_block = (pb.panels + n_blocks - 1) / n_blocks;
-  // Blocks of at most 8 m-tiles, as equal as possible so that the static split stays balanced.
-  const int64_t m_blocks = small_m ? 1 : (m_tiles + 7) / 8;
-  const int64_t tiles_per_block = (m_tiles + m_blocks - 1) / m_blocks;
+  // Blocks of at most 8 m-tiles. The task count is then rounded up to a multiple of the thread count:
+  // 17 equal tasks on 2 threads are 9 + 8, one thread alone for the last ninth of the call.
+  int64_t m_blocks = small_m ? 1 : (m_tiles + 7) / 8;
+  const int64_t threads = get_num_threads();
+  while (m_blocks < m_tiles && (m_blocks * n_blocks) % threads != 0 && m_blocks * n_blocks > 1) ++m_blocks;
+  // Block b of n covers [b*count/n, (b+1)*count/n): sizes differ by at most one (4 panels that fit 3 at a
+  // time run as 2 + 2, not 3 + 1).
+  const auto block_begin = [](int64_t b, int64_t count, int64_t blocks) { return b * count / blocks; };
   const uint64_t version = next_call_id() << 32;
 
   auto run_task = [&](int64_t task) {
     const int64_t mb = task / n_blocks, nb = task % n_blocks;
-    const int64_t t_end = std::min(m_tiles, (mb + 1) * tiles_per_block);
-    const int64_t p_end = std::min(pb.panels, (nb + 1) * panels_per_block);
+    const int64_t t_begin = block_begin(mb, m_tiles, m_blocks), t_end = block_begin(mb + 1, m_tiles, m_blocks);
+    const int64_t p_begin = block_begin(nb, pb.panels, n_blocks), p_end = block_begin(nb + 1, pb.panels, n_blocks);
     typename RowMap::Scratch scratch;
     TileArgs t;
     t.taps = pb.taps;
@@ -83,7 +85,7 @@ void run_tiles(const PackedB& pb, DType a_type, int64_t m, int32_t a_zero_point,
     t.tap_kp = pb.tap_kp;
     t.stage = &pb.stage;
     t.a_signed = a_signed;
-    for (int64_t tile = mb * tiles_per_block; tile < t_end; ++tile) {
+    for (int64_t tile = t_begin; tile < t_end; ++tile) {
       const int64_t r0 = tile * mr;
       const int nrows = static_cast<int>(std::min<int64_t>(mr, m - r0));
       t.a_version = version;
@@ -94,7 +96,7 @@ void run_tiles(const PackedB& pb, DType a_type, int64_t m, int32_t a_zero_point,
           for (int64_t kk = 0; kk < pb.tap_k; ++kk) s += u32(load_q(t.a[tap][r], a_type, kk));
         t.rowsum[r] = static_cast<int32_t>(s);
       }
-      for (int64_t p = nb * panels_per_block; p < p_end; ++p) {
+      for (int64_t p = p_begin; p < p_end; ++p) {
         t.col0 = p * pb.nr;
         t.nc = static_cast<int>(std::min<int64_t>(pb.nr, pb.n - t.col0));
         t.b = pb.data.data() + p * panel_bytes;
