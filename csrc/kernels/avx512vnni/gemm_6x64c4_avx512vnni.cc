@@ -29,6 +29,15 @@ QK_INLINE __m512i bcast_quad(const uint8_t* p) {
   return kFlip ? _mm512_xor_si512(r, _mm512_set1_epi32(static_cast<int32_t>(0x80808080u))) : r;
 }
 
+// The last 1-3 bytes of a tap, zero-filled to four, with byte loads: a variable-length memcpy/memset is
+// a library call, 36 of them per tile on a first layer.
+QK_INLINE uint32_t tail_quad(const uint8_t* p, int64_t bytes) {
+  uint32_t v = p[0];
+  if (bytes > 1) v |= static_cast<uint32_t>(p[1]) << 8;
+  if (bytes > 2) v |= static_cast<uint32_t>(p[2]) << 16;
+  return v;
+}
+
 // 64-bit signed products of the even and odd int32 lanes.
 QK_INLINE __m512i odd_lanes(__m512i x) { return _mm512_srli_epi64(x, 32); }
 QK_INLINE __m512i merge_even_odd(__m512i even, __m512i odd) {
@@ -283,11 +292,11 @@ void tile(const TileArgs& t) {
       // The tap's last tap_k % 4 bytes as one more pass of the same loop body, read from zero-filled
       // copies (B's padding rows are 0). A separate tail block made GCC spill all 24 accumulators
       // around it, which cost more than a first layer's whole k-loop.
-#define QK_ROW_TAIL(r)                                      \
-  if constexpr (MR > r) {                                   \
-    std::memcpy(tails[r], a##r, static_cast<size_t>(tail)); \
-    std::memset(tails[r] + tail, 0, static_cast<size_t>(kKR - tail)); \
-    a##r = tails[r];                                        \
+#define QK_ROW_TAIL(r)                            \
+  if constexpr (MR > r) {                         \
+    const uint32_t quad = tail_quad(a##r, tail);  \
+    std::memcpy(tails[r], &quad, kKR);            \
+    a##r = tails[r];                              \
   }
       QK_EACH_ROW(QK_ROW_TAIL)
 #undef QK_ROW_TAIL
