@@ -181,48 +181,32 @@ inline void store_row(const TileArgs& t, int r, __m512i v0, __m512i v1, __m512i 
 template <int NV>
 __attribute__((noinline)) void store_tile(const TileArgs& t, const int32_t* acc, int mr) {
   const OutputStage& os = *t.stage;
-  if (NV == 4 && os.mode == RequantMode::kFp32 && !t.zb && t.nc == 64 && t.col0 + 64 <= t.split) {
-    const __m512 m0 = _mm512_loadu_ps(os.fmultiplier + t.col0), m1 = _mm512_loadu_ps(os.fmultiplier + t.col0 + 16);
-    const __m512 m2 = _mm512_loadu_ps(os.fmultiplier + t.col0 + 32), m3 = _mm512_loadu_ps(os.fmultiplier + t.col0 + 48);
+  const int64_t width = 16 * NV;
+  if ((NV == 4 || NV == 2) && os.mode == RequantMode::kFp32 && !t.zb && t.nc == width && t.col0 + width <= t.split) {
+    __m512 m[NV];
+    for (int j = 0; j < NV; ++j) m[j] = _mm512_loadu_ps(os.fmultiplier + t.col0 + 16 * j);
     const __m512 lo = _mm512_set1_ps(static_cast<float>(os.qmin - os.zero_point));
     const __m512 hi = _mm512_set1_ps(static_cast<float>(os.qmax - os.zero_point));
     const __m512i zp = _mm512_set1_epi32(os.zero_point);
     const bool to_u8 = os.out_dtype == DType::kUint8;
+    // After the packs, dword 4*L + s holds columns 16*s + 4*L .. +3: put them in column order.
     const __m512i order = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
-    // Eq. (16) as in requant16.
-    const auto q = [&](const int32_t* p, __m512 m) {
+    const auto q = [&](const int32_t* p, __m512 mj) {  // eq. (16) as in requant16
       const __m512 f = _mm512_cvt_roundepi32_ps(_mm512_load_si512(p), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-      const __m512 c = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(f, m), lo), hi);
+      const __m512 c = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(f, mj), lo), hi);
       return _mm512_add_epi32(_mm512_cvt_roundps_epi32(c, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), zp);
     };
     for (int r = 0; r < mr; ++r) {
       const int32_t* row = acc + r * kNR;
-      const __m512i w01 = _mm512_packs_epi32(q(row, m0), q(row + 16, m1));
-      const __m512i w23 = _mm512_packs_epi32(q(row + 32, m2), q(row + 48, m3));
-      const __m512i b = to_u8 ? _mm512_packus_epi16(w01, w23) : _mm512_packs_epi16(w01, w23);
-      _mm512_storeu_si512(t.c[r], _mm512_permutexvar_epi32(order, b));
-    }
-    return;
-  }
-  if (NV == 2 && os.mode == RequantMode::kFp32 && !t.zb && t.nc == 32 && t.col0 + 32 <= t.split) {
-    // The 12 x 32 tile's rows: the same, two vectors packed to 32 bytes.
-    const __m512 m0 = _mm512_loadu_ps(os.fmultiplier + t.col0), m1 = _mm512_loadu_ps(os.fmultiplier + t.col0 + 16);
-    const __m512 lo = _mm512_set1_ps(static_cast<float>(os.qmin - os.zero_point));
-    const __m512 hi = _mm512_set1_ps(static_cast<float>(os.qmax - os.zero_point));
-    const __m512i zp = _mm512_set1_epi32(os.zero_point);
-    const bool to_u8 = os.out_dtype == DType::kUint8;
-    // After the packs, dword 4*L + s holds columns 16*s + 4*L .. +3 (s = 0, 1).
-    const __m512i order = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
-    const auto q = [&](const int32_t* p, __m512 m) {
-      const __m512 f = _mm512_cvt_roundepi32_ps(_mm512_load_si512(p), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-      const __m512 c = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(f, m), lo), hi);
-      return _mm512_add_epi32(_mm512_cvt_roundps_epi32(c, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), zp);
-    };
-    for (int r = 0; r < mr; ++r) {
-      const int32_t* row = acc + r * kNR;
-      const __m512i w = _mm512_packs_epi32(q(row, m0), q(row + 16, m1));
-      const __m512i b = to_u8 ? _mm512_packus_epi16(w, w) : _mm512_packs_epi16(w, w);
-      _mm256_storeu_si256(static_cast<__m256i*>(t.c[r]), _mm512_castsi512_si256(_mm512_permutexvar_epi32(order, b)));
+      const __m512i w01 = _mm512_packs_epi32(q(row, m[0]), q(row + 16, m[NV > 1 ? 1 : 0]));
+      if constexpr (NV == 4) {
+        const __m512i w23 = _mm512_packs_epi32(q(row + 32, m[NV > 2 ? 2 : 0]), q(row + 48, m[NV > 3 ? 3 : 0]));
+        const __m512i b = to_u8 ? _mm512_packus_epi16(w01, w23) : _mm512_packs_epi16(w01, w23);
+        _mm512_storeu_si512(t.c[r], _mm512_permutexvar_epi32(order, b));
+      } else {  // the 12 x 32 tile's rows: 32 bytes
+        const __m512i b = to_u8 ? _mm512_packus_epi16(w01, w01) : _mm512_packs_epi16(w01, w01);
+        _mm256_storeu_si256(static_cast<__m256i*>(t.c[r]), _mm512_castsi512_si256(_mm512_permutexvar_epi32(order, b)));
+      }
     }
     return;
   }
