@@ -16,6 +16,8 @@ namespace {
 struct DeconvRows {
   struct Scratch {
     char* dy0[kMaxMR];  // per tile row: output of (2i, 2j), the first element of its dy = 0 run
+    // Input pixel (img, i, j) of row `next`: a task's next tile continues from it without dividing.
+    int64_t next = -1, img = 0, i = 0, j = 0;
   };
   const uint8_t* x;
   int64_t channels, height, width;
@@ -25,7 +27,8 @@ struct DeconvRows {
   void fill_a(TileArgs& t, int64_t, int64_t r0, int rows, Scratch& s) const {
     for (int r = 0; r < rows; ++r) t.a[0][r] = x + (r0 + r) * channels;
     const int64_t out_row = 2 * width * out_channels * esize;  // bytes per output image row
-    int64_t img = r0 / (height * width), i = r0 % (height * width) / width, j = r0 % width;
+    if (s.next != r0) s.img = r0 / (height * width), s.i = r0 % (height * width) / width, s.j = r0 % width;
+    int64_t img = s.img, i = s.i, j = s.j;
     for (int r = 0; r < rows; ++r) {
       s.dy0[r] = out + (img * 2 * height + 2 * i) * out_row + 2 * j * out_channels * esize;
       if (++j == width) {
@@ -33,6 +36,7 @@ struct DeconvRows {
         if (++i == height) i = 0, ++img;
       }
     }
+    s.next = r0 + rows, s.img = img, s.i = i, s.j = j;
   }
   void fill_c(TileArgs& t, int64_t, int rows, const Scratch& s) const {
     const int64_t run = 2 * out_channels;                  // columns per dy
