@@ -59,8 +59,9 @@ void run_tiles(const PackedB& pb, DType a_type, int64_t m, int32_t a_zero_point,
   const int64_t m_tiles = (m + mr - 1) / mr;
   const int64_t elem = pb.isa == Isa::kAvx2 ? 2 : 1;
   const int64_t panel_bytes = std::max<int64_t>(pb.kp * pb.nr * elem, 1);
-  // Small M: each task is one panel over all rows (threads split N). Otherwise: blocks of m-tiles times
-  // blocks of panels that fit the L2 budget; the m-tile loop runs outside the panel loop.
+  // Small M: each task is one panel over all rows (threads split N; the rows too if the panel count does
+  // not divide among the threads). Otherwise: blocks of m-tiles times blocks of panels that fit the L2
+  // budget; the m-tile loop runs outside the panel loop.
   const bool small_m = m_tiles <= 8;
   const int64_t panels_fit = small_m ? 1 : std::max<int64_t>(1, kL2BlockBytes / panel_bytes);
   const int64_t n_blocks = (pb.panels + panels_fit - 1) / panels_fit;
