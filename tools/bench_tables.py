@@ -41,13 +41,18 @@ def cell(row: dict, name: str) -> str:
 
 def table(rows: list[dict]) -> str:
     peers = sorted({p for r in rows for p in r["gops"] if p != "qkern"})
+    live = any(r.get("live_peak_gops_per_core") for r in rows)
     header = ["shape", "qkern", *peers, "qkern / best correct peer", "% of VNNI peak"]
+    header += ["% of live peak (probe GOP/s/core)"] if live else []
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for r in rows:
         ratio = r.get("ratio_to_best_peer")
         peak = 100.0 * r["gops"]["qkern"] / (VNNI_PEAK_GOPS_PER_CORE * r["threads"])
         cells = [shape_label(r), cell(r, "qkern"), *(cell(r, p) for p in peers)]
         cells += [f"{ratio:.2f}x" if ratio else "n/a", f"{peak:.0f}%"]
+        if live:
+            probe = r.get("live_peak_gops_per_core")
+            cells.append(f"{r['pct_of_live_peak']:.0f}% ({probe:.0f})" if probe else "-")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
 

@@ -3,8 +3,12 @@
 
 #include <pybind11/stl.h>
 
+#include <algorithm>
+#include <string>
+
 #include "bindings/common.h"
 #include "qkern/isa.h"
+#include "qkern/peak_probe.h"
 #include "qkern/threadpool.h"
 
 #ifndef QKERN_CXX_FLAGS
@@ -54,6 +58,17 @@ void register_runtime(py::module_& m) {
   });
   m.def("get_num_threads", &get_num_threads);
   m.def("set_num_threads", &set_num_threads);
+  m.def(
+      "vnni_probe_seconds",
+      [](int64_t iterations) {
+        if (iterations < 1) throw py::value_error("iterations must be >= 1, got " + std::to_string(iterations));
+        const auto isas = available_isas();
+        if (std::find(isas.begin(), isas.end(), Isa::kAvx512Vnni) == isas.end())
+          throw py::value_error("vnni_probe_seconds: this CPU (or build) has no avx512vnni");
+        py::gil_scoped_release release;
+        return vnni_probe_seconds(iterations);
+      },
+      py::arg("iterations"));
   m.def("kernels", []() {
     py::list out;
 #define QK_KERNEL(isa, tile, pack, mr, nr, kr, max_n)                                                \

@@ -9,13 +9,15 @@ from typing import Any
 
 import numpy as np
 
-from . import runtime
+from . import _core, runtime
 from .packed import PackedGemm
 from .reference import gemm as reference_gemm
 from .requant import Requant
 
 # vpdpbusd zmm measured on this project's reference CPU (performance.md section 0): GOP/s per core.
 VNNI_PEAK_GOPS_PER_CORE = 458.0
+# One live-peak probe: 24 vpdpbusd of 64 multiply-adds per iteration, about 3 ms at 458 GOP/s.
+PROBE_ITERATIONS = 450_000
 
 # Quantization parameters of the synthetic problem (any valid values give the same amount of work).
 A_SCALE, A_ZP, B_SCALE, Y_SCALE, Y_ZP = 0.02, 128, 0.004, 0.5, 128
@@ -50,6 +52,19 @@ def median_time(
     return float(np.median(times))
 
 
+def live_vnni_peak_gops(samples: int = 3) -> float | None:
+    """This core's vpdpbusd GOP/s right now (median of `samples` probes), or None without avx512vnni.
+
+    The nominal peak is a good day's figure; on a shared VM the core's speed drifts by 10-20% within
+    minutes, and a kernel can only be as fast as the core is at that moment. The probe is an
+    inline-assembly loop (csrc/kernels/avx512vnni/peak_probe_avx512vnni.cc) run on the calling thread.
+    """
+    if "avx512vnni" not in runtime.available_isas():
+        return None
+    ops = PROBE_ITERATIONS * 24 * 64 * 2
+    return float(np.median([ops / _core.vnni_probe_seconds(PROBE_ITERATIONS) / 1e9 for _ in range(samples)]))
+
+
 def check_answers(row: dict, checks: dict[str, tuple[Callable[[], Any], np.ndarray]], tolerance: int = 0) -> None:
     """Runs each implementation once and records whether it is within `tolerance` of its expected output."""
     row.setdefault("correct", {})
@@ -72,11 +87,15 @@ def measure(
     "correct") or that are marked in row["baselines"] (float ops) are never the "best peer".
     """
     samples: dict[str, list[float]] = {name: [] for name in impls}
+    probes: list[float] = []
     rounds = 5
     for _ in range(rounds):
         for name, fn in impls.items():
             time.sleep(settle_s)
             samples[name].append(median_time(fn, max(3, repeat // rounds), warmup=2))
+        probe = live_vnni_peak_gops()
+        if probe is not None:
+            probes.append(probe)
     row["gops"], row["best_gops"] = {}, {}
     for name, ts in samples.items():
         row["gops"][name] = ops / float(np.median(ts)) / 1e9
@@ -86,6 +105,10 @@ def measure(
     row["best_peer_gops"] = max(valid) if valid else None
     row["ratio_to_best_peer"] = row["gops"]["qkern"] / row["best_peer_gops"] if valid else None
     row["pct_of_vnni_peak"] = 100.0 * row["gops"]["qkern"] / (VNNI_PEAK_GOPS_PER_CORE * threads)
+    # The same figure against the core's speed in this run (probed once per round, median).
+    live = float(np.median(probes)) if probes else None
+    row["live_peak_gops_per_core"] = live
+    row["pct_of_live_peak"] = 100.0 * row["gops"]["qkern"] / (live * threads) if live else None
 
 
 def _torch_peer(engine: str, a: np.ndarray, b: np.ndarray, threads: int) -> Callable[[], np.ndarray] | str:
@@ -240,4 +263,9 @@ def format_rows(rows: list[dict]) -> str:
         ratio = r["ratio_to_best_peer"]
         lines.append(f"  qkern / best peer: {ratio:.2f}x" if ratio else "  qkern / best peer: n/a (no peer)")
         lines.append(f"  qkern % of VNNI peak ({VNNI_PEAK_GOPS_PER_CORE:.0f} GOP/s/core): {r['pct_of_vnni_peak']:.0f}%")
+        if r.get("live_peak_gops_per_core"):
+            lines.append(
+                f"  qkern % of live VNNI peak ({r['live_peak_gops_per_core']:.0f} GOP/s/core probed in this run):"
+                f" {r['pct_of_live_peak']:.0f}%"
+            )
     return "\n".join(lines)
