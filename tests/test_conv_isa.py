@@ -74,6 +74,20 @@ def test_conv3x3_every_channel_count_and_size(rng, isa_threads, c):
             )
 
 
+@pytest.mark.parametrize(("h", "w"), [(1, 40), (2, 31), (3, 13), (14, 14)])
+@pytest.mark.parametrize("c", [3, 17, 64, 65])
+def test_conv3x3_tiles_in_padding_rows_skip_taps_exactly(rng, isa_threads, h, w, c):
+    """Tiles wholly in the top or bottom output row drop the kernel row outside the image and add its
+    zero-point products to their bias instead (docs/kernels.md): with s8 or u8 on either side, per-channel
+    weight zero points (row sums), K tails (C % 4), both A paths, 6- and 12-row tiles and stride 2."""
+    for tx, tw in TYPE_PAIRS:
+        for o in (8, 40):
+            stride = _pick(rng, [1, 1, 2])
+            name = _pick(rng, ["raw", "raw-pc", "fp32-pt", "gemmlowp-pc", "single-pc"])
+            rq = requant_cases(rng, o).get(name)  # "raw-pc": raw output, per-channel weight zero points
+            _conv_case(rng, tx, tw, stride, 1, name, rq, size=(h, w), c=c, o=o, n=_pick(rng, BATCHES))
+
+
 def _deconv_case(rng, tx, tw, name, size=None, c=None, o=None, n=None):
     h, w = size or _pick(rng, SIZES)
     c, o, n = c or _pick(rng, CHANNELS), o or _pick(rng, CHANNELS), n or _pick(rng, BATCHES)

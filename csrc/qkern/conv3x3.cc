@@ -97,6 +97,7 @@ struct TableRows : OutRows {
     }
     s.cursor = p;
   }
+  const uint8_t* padding_row() const { return taps.za_row; }
 };
 
 // Three taps, one per kernel row: the 3*C bytes of a kernel row are three adjacent input pixels, so they
@@ -149,6 +150,7 @@ struct KernelRowTaps : OutRows {
     s.cursor = p;
     if (scratch_used) t.a_version |= static_cast<uint64_t>(tile + 1) & 0xFFFFFFFFu;  // new bytes, same address
   }
+  const uint8_t* padding_row() const { return taps.za_row; }
 };
 
 }  // namespace

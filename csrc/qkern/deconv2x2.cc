@@ -49,6 +49,7 @@ struct DeconvRows {
     }
     if (first) t.split = run;
   }
+  const uint8_t* padding_row() const { return nullptr; }
 };
 
 }  // namespace

@@ -52,6 +52,7 @@ struct GemmRows {
   void fill_c(TileArgs& t, int64_t r0, int rows, const Scratch&) const {
     for (int r = 0; r < rows; ++r) t.c[r] = c + (r0 + r) * ldc_bytes + t.col0 * esize;
   }
+  const uint8_t* padding_row() const { return nullptr; }
 };
 
 }  // namespace
@@ -105,9 +106,16 @@ std::unique_ptr<PackedB> pack_b(Isa isa, const BSource& b, int taps, int64_t tap
   pb->multiplier.assign(cols, 0);
   pb->shift.assign(cols, 0);
   pb->fmultiplier.assign(cols, 0.0f);
+  if (taps > 1) pb->tapsum.assign(static_cast<size_t>(taps * cols), 0);
   for (int64_t j = 0; j < n; ++j) {
     uint32_t s = 0;
-    for (int64_t kk = 0; kk < pb->k; ++kk) s += u32(load_q(b.data, b.type, kk * b.ld_k + j * b.ld_n) - (flip_b ? 128 : 0));
+    for (int tap = 0; tap < taps; ++tap) {
+      uint32_t st = 0;
+      for (int64_t kk = tap * tap_k; kk < (tap + 1) * tap_k; ++kk)
+        st += u32(load_q(b.data, b.type, kk * b.ld_k + j * b.ld_n) - (flip_b ? 128 : 0));
+      if (taps > 1) pb->tapsum[tap * cols + j] = static_cast<int32_t>(st);
+      s += st;
+    }
     pb->colsum[j] = static_cast<int32_t>(s);
     pb->zb[j] = b_zp[j] - (flip_b ? 128 : 0);
     pb->has_zb |= pb->zb[j] != 0;

@@ -38,6 +38,9 @@ struct PackedB {
   std::vector<int32_t> colsum, zb, bias, multiplier, shift;
   std::vector<float> fmultiplier;
   bool has_zb = false;  // any zb != 0: the kernel needs row sums of A
+  // Convolutions (taps > 1): [taps][columns], colsum restricted to one tap. A tap that is padding in every
+  // row of a tile is not multiplied; za' * tapsum goes into that tile's starting accumulator instead.
+  std::vector<int32_t> tapsum;
   OutputStage stage;    // pointers refer to the vectors above
   int64_t columns() const { return panels * nr; }
 };
@@ -67,11 +70,13 @@ void gemm_packed(const PackedB& pb, const void* a, DType a_type, int64_t m, int6
 
 // ---- microkernel ABI (one POD for every ISA) ----
 constexpr int kMaxMR = 12;  // the tallest tile (12 x 32); most kernels use 6 rows
+constexpr int kMaxNR = 64;  // the widest panel
 constexpr int kMaxTaps = 9;
 
 struct TileArgs {
   const uint8_t* a[kMaxTaps][kMaxMR];  // per tap, the row pointers (tap_k bytes each); only rows < mr are set
   int taps;                            // 1 for a GEMM
+  uint8_t tap_b[kMaxTaps];             // the packed tap each a[tap] multiplies (the driver drops padding taps)
   int64_t tap_k, tap_kp;               // as in PackedB: B holds tap_kp rows per tap, the last ones zero
   const uint8_t* b;          // start of this panel in PackedB::data
   const int32_t* bias_eff;   // [nr]: bias - za'*colsum + K*za'*zb (wrapped), this panel

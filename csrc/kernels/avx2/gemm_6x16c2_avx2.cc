@@ -188,16 +188,18 @@ void tile(const TileArgs& t) {
   __m256i c00 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t.bias_eff));
   __m256i c01 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t.bias_eff + 8));
   __m256i c10 = c00, c11 = c01, c20 = c00, c21 = c01, c30 = c00, c31 = c01, c40 = c00, c41 = c01, c50 = c00, c51 = c01;
-  const uint8_t* bp = t.b;
-  {
-    const int64_t pairs = t.taps * t.tap_kp / 2;
+  // The widened rows hold the tile's taps back to back; each tap multiplies its own packed tap of B.
+  for (int tap = 0; tap < t.taps; ++tap) {
+    const int64_t pairs = t.tap_kp / 2;
+    const uint8_t* bp = t.b + t.tap_b[tap] * t.tap_kp * kNR * 2;
+    const int16_t* at = abase + tap * t.tap_kp;
     for (int64_t q = 0; q < pairs; ++q, bp += kNR * kKR * 2) {
       const __m256i b0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(bp));
       const __m256i b1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(bp + 32));
 #define QK_ROW(r)                                                                  \
   if constexpr (MR > r) {                                                          \
     int32_t pair;                                                                  \
-    std::memcpy(&pair, abase + r * stride + 2 * q, 4);                                        \
+    std::memcpy(&pair, at + r * stride + 2 * q, 4);                                \
     const __m256i av = _mm256_set1_epi32(pair);                                    \
     c##r##0 = _mm256_add_epi32(c##r##0, _mm256_madd_epi16(av, b0));                \
     c##r##1 = _mm256_add_epi32(c##r##1, _mm256_madd_epi16(av, b1));                \

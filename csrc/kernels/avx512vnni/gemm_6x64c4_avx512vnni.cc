@@ -254,10 +254,10 @@ void tile(const TileArgs& t) {
 #define QK_INIT(r) __m512i c##r##0 = i0, c##r##1 = i1, c##r##2 = i2, c##r##3 = i3;
   QK_EACH_ROW(QK_INIT)
 #undef QK_INIT
-  const uint8_t* bp = t.b;
   const int64_t quads = t.tap_k / kKR, tail = t.tap_k % kKR;
   alignas(16) uint8_t tails[kMaxMR][kKR];
   for (int tap = 0; tap < t.taps; ++tap) {
+    const uint8_t* bp = t.b + t.tap_b[tap] * t.tap_kp * kNR;
 #define QK_ROW_PTR(r) const uint8_t* a##r = t.a[tap][r];
     QK_EACH_ROW(QK_ROW_PTR)
 #undef QK_ROW_PTR
