@@ -146,6 +146,34 @@ def test_concurrent_python_threads_get_correct_results(rng):
     assert not errors
 
 
+def test_packed_weights_shared_by_threads_with_different_zero_points(rng, isa_threads):
+    """The packed weights keep the folded bias of the last activation zero point (docs/kernels.md): calls
+    that alternate zero points, from one thread and from several at once, each get their own."""
+    import threading
+
+    a, b = rand_q(rng, np.int8, (40, 70)), rand_q(rng, np.uint8, (70, 90))
+    bias = rng.integers(-1000, 1000, 90).astype(np.int32)
+    packed = qkern.PackedGemm(b, rand_zp(rng, np.uint8, 90), bias)
+    zps = [-128, -3, 0, 5, 127]
+    want = {z: qkern.reference.gemm(a, b, z, packed.b_zero_point, bias) for z in zps}
+    for z in zps + zps[::-1]:
+        np.testing.assert_array_equal(packed(a, a_zero_point=z), want[z])
+    errors = []
+
+    def work(offset):
+        for i in range(20):
+            z = zps[(i + offset) % len(zps)]
+            if not np.array_equal(packed(a, a_zero_point=z), want[z]):
+                errors.append(z)
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors
+
+
 # ---- "fp32" mode against the peers that define it ----
 
 

@@ -143,6 +143,22 @@ std::unique_ptr<PackedB> pack_b(Isa isa, const BSource& b, int taps, int64_t tap
   return pb;
 }
 
+std::shared_ptr<const PackedB::EffectiveBias> PackedB::effective_bias(int32_t za) const {
+  {
+    std::lock_guard<std::mutex> lock(bias_mutex_);
+    if (last_bias_ && last_bias_->za == za) return last_bias_;
+  }
+  auto e = std::make_shared<EffectiveBias>();
+  e->za = za;
+  e->values.resize(static_cast<size_t>(columns()));
+  for (int64_t j = 0; j < columns(); ++j)
+    e->values[j] = static_cast<int32_t>(u32(bias[j]) - u32(za) * u32(colsum[j]) +
+                                        u32(static_cast<int32_t>(k)) * u32(za) * u32(zb[j]));
+  std::lock_guard<std::mutex> lock(bias_mutex_);
+  last_bias_ = e;
+  return e;
+}
+
 void gemm_packed(const PackedB& pb, const void* a, DType a_type, int64_t m, int64_t lda, int32_t a_zero_point,
                  void* c, int64_t ldc) {
   const int64_t esize = out_elem_size(pb.stage.out_dtype);

@@ -76,11 +76,8 @@ void run_tiles(const PackedB& pb, DType a_type, int64_t m, int32_t a_zero_point,
   const bool flip_a = pb.flip_s8_a && a_signed;
   const int32_t za = a_zero_point + (flip_a ? 128 : 0);
   const int64_t cols = pb.columns();
-  // Eq. (7) folded into the starting accumulator: bias - za'*colsum + K*za'*zb' (wrapping).
-  std::vector<int32_t> bias_eff(static_cast<size_t>(cols));
-  for (int64_t j = 0; j < cols; ++j)
-    bias_eff[j] = static_cast<int32_t>(u32(pb.bias[j]) - u32(za) * u32(pb.colsum[j]) +
-                                       u32(static_cast<int32_t>(pb.k)) * u32(za) * u32(pb.zb[j]));
+  const auto effective_bias = pb.effective_bias(za);
+  const std::vector<int32_t>& bias_eff = effective_bias->values;
   const int mr = choice.mr;
   const int64_t m_tiles = (m + mr - 1) / mr;
   const int64_t elem = pb.isa == Isa::kAvx2 ? 2 : 1;
