@@ -124,6 +124,41 @@ def test_out_overlapping_an_input_is_rejected():
         qkern.gemm(a, a, requant=qkern.Requant(2**30, 0, dtype="int8"), out=a)
 
 
+@pytest.mark.parametrize("backend", ["native", "reference"])
+def test_packed_calls_check_out_on_every_backend(backend):
+    """The Packed* fast paths leave part of the `out` checks to the binding: same errors either way."""
+    rq = qkern.Requant(0.01, zero_point=3)
+    buf = np.zeros(200, np.uint8)
+    gemm = qkern.PackedGemm(np.ones((8, 8), np.int8), requant=rq)
+    conv = qkern.PackedConv3x3(np.ones((8, 3, 3, 8), np.int8), requant=rq)
+    deconv = qkern.PackedConvTranspose2x2(np.ones((4, 2, 2, 1), np.int8), requant=rq)
+    x = buf[:64].reshape(1, 2, 4, 8)
+    a = buf[:64].reshape(8, 8)
+    bad_outs = [
+        (lambda: gemm(a, out=a), "overlap"),  # the same memory
+        (lambda: gemm(buf[8:72].reshape(8, 8)[:7], out=buf[:56].reshape(7, 8)), "overlap"),  # a shifted view
+        (lambda: conv(x, out=buf[60:124].reshape(1, 2, 4, 8)), "overlap"),  # partial overlap
+        (lambda: deconv(buf[:16].reshape(1, 2, 2, 4), out=buf[10:26].reshape(1, 4, 4, 1)), "overlap"),
+        (lambda: gemm(a, out=np.zeros((8, 16), np.uint8)[:, ::2]), "contiguous"),
+        (
+            lambda: conv(x, out=np.zeros((1, 2, 4, 8), np.uint8).transpose(0, 2, 1, 3).copy().transpose(0, 2, 1, 3)),
+            "contiguous",
+        ),
+    ]
+    ro = np.zeros((8, 8), np.uint8)
+    ro.setflags(write=False)
+    bad_outs.append((lambda: gemm(np.zeros((8, 8), np.uint8), out=ro), "writeable"))
+    with qkern.backend(backend):
+        for call, match in bad_outs:
+            with pytest.raises(ValueError, match=match):
+                call()
+        # Disjoint views of one buffer are fine, and non-contiguous inputs are copied, not rejected.
+        got = gemm(buf[:64].reshape(8, 8), out=buf[64:128].reshape(8, 8))
+        assert got.base is not None and np.array_equal(got, gemm(np.zeros((8, 8), np.uint8)))
+        xs = np.zeros((1, 2, 8, 8), np.uint8)[:, :, ::2]
+        assert np.array_equal(conv(xs), conv(np.ascontiguousarray(xs)))
+
+
 @pytest.mark.parametrize(("case", "err", "name", "call"), BAD_CALLS, ids=[c[0] for c in BAD_CALLS])
 def test_bad_input_raises_clear_error(case, err, name, call):
     with pytest.raises(err, match=name):

@@ -39,8 +39,15 @@ DType out_type(const std::string& name) {
 
 void check_out(py::array& out, std::initializer_list<py::ssize_t> shape, DType expected) {
   check_shape(out, "out", shape);
-  require_c_contiguous(out, "out");
+  require_writeable_c_contiguous(out, "out");
   if (dtype_of(out, "out") != expected) throw py::type_error("out has the wrong dtype");
+}
+
+// The activation: read in place as rows of its last dimension, so it must be one contiguous block, and the
+// output must not share memory with it.
+void check_input(const py::array& in, const char* name, const py::array& out) {
+  require_c_contiguous(in, name);
+  check_out_disjoint(out, in);
 }
 
 struct ConvWeights;
@@ -67,9 +74,8 @@ class PackedGemmCore {
     const PackedB& pb = *packed_;
     if (a.ndim() != 2 || a.shape(1) != pb.k) throw py::value_error("a must be [M, K] with K matching the weights");
     const DType at = quant_dtype(a, "a");
-    check_shape(out, "out", {a.shape(0), pb.n});
-    require_c_contiguous(out, "out");
-    if (dtype_of(out, "out") != pb.stage.out_dtype) throw py::type_error("out has the wrong dtype");
+    check_out(out, {a.shape(0), pb.n}, pb.stage.out_dtype);
+    check_input(a, "a", out);
     const void* ap = a.data();
     void* cp = out.mutable_data();
     const int64_t m = a.shape(0);
@@ -165,6 +171,7 @@ class PackedConv3x3Core {
     if (in.height + 2 * padding_ < 3 || in.width + 2 * padding_ < 3) throw py::value_error("x is smaller than the kernel");
     const DType xt = quant_dtype(x, "x");
     check_out(out, {in.batch, in.out_height(), in.out_width(), out_channels_}, weights_.stage.out_dtype);
+    check_input(x, "x", out);
     const void* xp = x.data();
     void* op = out.mutable_data();
     py::gil_scoped_release release;
@@ -207,6 +214,7 @@ class PackedDeconv2x2Core {
     const ConvInput in{x.shape(0), x.shape(1), x.shape(2), in_channels_, 2, 0};
     const DType xt = quant_dtype(x, "x");
     check_out(out, {in.batch, 2 * in.height, 2 * in.width, out_channels_}, weights_.stage.out_dtype);
+    check_input(x, "x", out);
     const void* xp = x.data();
     void* op = out.mutable_data();
     py::gil_scoped_release release;

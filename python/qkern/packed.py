@@ -65,12 +65,20 @@ class PackedGemm:
             127 if a.dtype.char == "b" else 255
         ):
             a_zero_point = V.zero_point(a_zero_point, a.dtype.name, "a_zero_point")
+        shape = (a.shape[0], self.n)
         if out is None:
-            out = np.empty((a.shape[0], self.n), dtype=self.out_dtype)
-        else:
-            out = ops._out(out, (a.shape[0], self.n), self.requant, (a,))
+            out = np.empty(shape, dtype=self.out_dtype)
+        elif not (
+            type(out) is np.ndarray
+            and out.dtype == self.out_dtype
+            and out.shape == shape
+            and out.flags.c_contiguous
+            and out.flags.writeable
+        ):
+            out = ops._out(out, shape, self.requant, (a,))
         core = _backend.core
         if core is None or _backend.get_backend() == "reference":
+            ops._out(out, shape, self.requant, (a,))
             out[...] = reference.gemm(a, self.b, a_zero_point, self.b_zero_point, self.bias, self.requant)
             return out
         if self._isa_epoch != _backend.isa_epoch:
@@ -78,8 +86,9 @@ class PackedGemm:
                 self._pack()
             self._isa_epoch = _backend.isa_epoch
         if not a.flags.c_contiguous:
+            ops._out(out, shape, self.requant, (a,))  # the overlap check, before the copy hides it
             a = np.ascontiguousarray(a)
-        self._core.run(a, a_zero_point, out)
+        self._core.run(a, a_zero_point, out)  # checks that out does not overlap a (cheaper in C++)
         return out
 
     def __repr__(self) -> str:
