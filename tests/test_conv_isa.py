@@ -75,7 +75,7 @@ def test_conv3x3_every_channel_count_and_size(rng, isa_threads, c):
 
 
 @pytest.mark.parametrize(("h", "w"), [(1, 40), (2, 31), (3, 13), (14, 14)])
-@pytest.mark.parametrize("c", [3, 17, 64, 65])
+@pytest.mark.parametrize("c", [7, 17, 64, 65])
 def test_conv3x3_tiles_in_padding_rows_skip_taps_exactly(rng, isa_threads, h, w, c):
     """Tiles wholly in the top or bottom output row drop the kernel row outside the image and add its
     zero-point products to their bias instead (docs/kernels.md): with s8 or u8 on either side, per-channel
@@ -86,6 +86,17 @@ def test_conv3x3_tiles_in_padding_rows_skip_taps_exactly(rng, isa_threads, h, w,
             name = _pick(rng, ["raw", "raw-pc", "fp32-pt", "gemmlowp-pc", "single-pc"])
             rq = requant_cases(rng, o).get(name)  # "raw-pc": raw output, per-channel weight zero points
             _conv_case(rng, tx, tw, stride, 1, name, rq, size=(h, w), c=c, o=o, n=_pick(rng, BATCHES))
+
+
+@pytest.mark.parametrize("c", [1, 2, 4, 6, 7, 8])
+def test_conv3x3_first_layer_channel_counts(rng, isa_threads, c):
+    """C <= 6 copies each tile's windows into a patch (one 9*C-byte tap), C = 7..64 reads three kernel-row
+    taps: both sides of the boundary, every operand type, strides 1 and 2, borders and K tails."""
+    for tx, tw in TYPE_PAIRS:
+        for stride, padding in ((2, 1), (1, 1), (1, 0)):
+            name = _pick(rng, ["raw", "raw-pc", "fp32-pt", "fp32-pc", "gemmlowp-pc", "single-pt"])
+            rq = requant_cases(rng, 40).get(name)
+            _conv_case(rng, tx, tw, stride, padding, name, rq, size=_pick(rng, [(9, 14), (5, 7)]), c=c, o=40)
 
 
 def _deconv_case(rng, tx, tw, name, size=None, c=None, o=None, n=None):

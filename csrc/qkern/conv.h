@@ -23,6 +23,10 @@ struct ConvInput {
 // (first layers and narrow layers: short taps cost more in tap switches than in arithmetic); above it,
 // nine C-deep taps read in place.
 constexpr int64_t kSmallCinMax = 64;
+// Up to this many input channels (first layers) the whole 9*C-deep window is copied into a per-tile patch
+// and multiplied as one tap: three taps of 3*C <= 18 bytes cost more in tap switches and K tails than the
+// copy (one core, against three kernel-row taps: 224x224x3->64 s2 +12%, C = 4 and 6 +4.5%, C = 8 -5%).
+constexpr int64_t kPatchCinMax = 6;
 
 // w[O, 3, 3, C] (OHWI) as B[(tap, c), o]; w_zp, bias and the stage's arrays have O entries.
 std::unique_ptr<PackedB> pack_conv3x3(Isa isa, const void* w, DType w_type, int64_t out_channels,

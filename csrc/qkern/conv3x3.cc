@@ -3,7 +3,8 @@
 // Each tile of pixels (6, or 12 for O <= 32) gets a table of input-row pointers per tap; a tap outside
 // the image points at a row of x_zero_point bytes (real 0). No im2col buffer: extra memory is one row.
 // With C <= kSmallCinMax nine C-deep taps would be mostly tap overhead, so K is split into three taps of
-// 3*C bytes (one kernel row each, contiguous in NHWC) instead.
+// 3*C bytes (one kernel row each, contiguous in NHWC) instead; with C <= kPatchCinMax the tile's windows
+// are copied into a patch of 9*C-byte rows and K is one tap.
 #include <cstring>
 #include <vector>
 
@@ -153,6 +154,48 @@ struct KernelRowTaps : OutRows {
   const uint8_t* padding_row() const { return taps.za_row; }
 };
 
+// One tap of 9*C bytes per pixel (C <= kPatchCinMax), assembled in the tile's scratch: the three kernel
+// rows of a window inside the image are three copies of 3*C bytes (constant sizes: C is a template
+// argument), a window crossing the border is assembled pixel by pixel with x_zero_point bytes.
+template <int C>
+struct PatchRows : OutRows {
+  struct Scratch {
+    static_assert(9 * kPatchCinMax <= 64, "a patch row is one cache line");
+    alignas(64) uint8_t rows[kMaxMR][64];
+    ConvTaps::Pos cursor;
+  };
+  ConvTaps taps;
+
+  void fill_a(TileArgs& t, int64_t tile, int64_t r0, int rows, Scratch& s) const {
+    const ConvInput& in = *taps.in;
+    ConvTaps::Pos p = taps.seek(s.cursor, r0);
+    for (int r = 0; r < rows; ++r, taps.next(p)) {
+      uint8_t* dst = s.rows[r];
+      t.a[0][r] = dst;
+      if (taps.inside(p)) {
+        const uint8_t* corner = taps.corner(p);
+        std::memcpy(dst, corner, 3 * C);
+        std::memcpy(dst + 3 * C, corner + taps.row_bytes, 3 * C);
+        std::memcpy(dst + 6 * C, corner + 2 * taps.row_bytes, 3 * C);
+        continue;
+      }
+      const uint8_t* image = taps.x + p.img * taps.image_bytes;
+      for (int dy = 0; dy < 3; ++dy) {
+        const int64_t iy = taps.iy0(p) + dy;
+        for (int dx = 0; dx < 3; ++dx) {
+          const int64_t ix = taps.ix0(p) + dx;
+          uint8_t* d = dst + (dy * 3 + dx) * C;
+          if (iy < 0 || iy >= in.height || ix < 0 || ix >= in.width) std::memset(d, taps.za_row[0], C);
+          else std::memcpy(d, image + iy * taps.row_bytes + ix * C, C);
+        }
+      }
+    }
+    s.cursor = p;
+    t.a_version |= static_cast<uint64_t>(tile + 1) & 0xFFFFFFFFu;  // new bytes, same address
+  }
+  const uint8_t* padding_row() const { return nullptr; }
+};
+
 }  // namespace
 
 std::unique_ptr<PackedB> pack_conv3x3(Isa isa, const void* w, DType w_type, int64_t out_channels,
@@ -160,6 +203,7 @@ std::unique_ptr<PackedB> pack_conv3x3(Isa isa, const void* w, DType w_type, int6
                                       const OutputStage& stage) {
   // B[(tap, c), o] = w[o, tap, c]: row stride 1, column stride 9*C.
   const BSource b{w, w_type, 1, 9 * in_channels};
+  if (in_channels <= kPatchCinMax) return pack_b(isa, b, 1, 9 * in_channels, out_channels, w_zp, bias, stage);
   if (in_channels <= kSmallCinMax) return pack_b(isa, b, 3, 3 * in_channels, out_channels, w_zp, bias, stage);
   return pack_b(isa, b, 9, in_channels, out_channels, w_zp, bias, stage);
 }
@@ -169,12 +213,23 @@ void conv3x3_packed(const PackedB& pb, const ConvInput& in, const void* x, DType
   QK_REQUIRE(pb.k == 9 * in.channels, "conv3x3_packed: channel count differs from the weights");
   const int64_t oh = in.out_height(), ow = in.out_width();
   const int64_t esize = out_elem_size(pb.stage.out_dtype);
-  // One kernel row (3*C bytes) of x_zero_point: the padding tap of either A path.
+  // One kernel row (3*C bytes) of x_zero_point: the padding tap of the kernel-row and nine-tap paths.
   std::vector<uint8_t> za_row(static_cast<size_t>(3 * in.channels), static_cast<uint8_t>(x_zero_point));
   const uint8_t* xb = static_cast<const uint8_t*>(x);
   const ConvTaps taps(&in, xb, za_row.data());
   const OutRows outs{static_cast<char*>(out), pb.n * esize, esize};
   const int64_t m = in.batch * oh * ow;
+  if (pb.taps == 1) {
+    switch (in.channels) {
+      case 1: return run_tiles(pb, x_type, m, x_zero_point, PatchRows<1>{outs, taps});
+      case 2: return run_tiles(pb, x_type, m, x_zero_point, PatchRows<2>{outs, taps});
+      case 3: return run_tiles(pb, x_type, m, x_zero_point, PatchRows<3>{outs, taps});
+      case 4: return run_tiles(pb, x_type, m, x_zero_point, PatchRows<4>{outs, taps});
+      case 5: return run_tiles(pb, x_type, m, x_zero_point, PatchRows<5>{outs, taps});
+      case 6: return run_tiles(pb, x_type, m, x_zero_point, PatchRows<6>{outs, taps});
+      default: QK_REQUIRE(false, "conv3x3_packed: weights packed for the patch path (C <= kPatchCinMax)");
+    }
+  }
   if (pb.taps == 3) {
     QK_REQUIRE(in.channels <= kSmallCinMax, "conv3x3_packed: weights packed for the small-C path");
     run_tiles(pb, x_type, m, x_zero_point, KernelRowTaps{outs, taps});
