@@ -183,29 +183,40 @@ __attribute__((noinline)) void store_tile(const TileArgs& t, const int32_t* acc,
   const OutputStage& os = *t.stage;
   const int64_t width = 16 * NV;
   if ((NV == 4 || NV == 2) && os.mode == RequantMode::kFp32 && !t.zb && t.nc == width && t.col0 + width <= t.split) {
+    // Eq. (16) with the clamp split: the upper bound in float (so nothing overflows the conversion), the
+    // lower one by the saturating packs (a conversion out of range gives INT32_MIN, which saturates low)
+    // and, when qmin is above the type's minimum, one byte max. The zero point is added in int16 after
+    // the first pack, where it cannot overflow. Both bounds are integers, so clamping before or after the
+    // round-half-even conversion is the same (tests: test_epilogue_extremes_every_isa).
     __m512 m[NV];
     for (int j = 0; j < NV; ++j) m[j] = _mm512_loadu_ps(os.fmultiplier + t.col0 + 16 * j);
-    const __m512 lo = _mm512_set1_ps(static_cast<float>(os.qmin - os.zero_point));
     const __m512 hi = _mm512_set1_ps(static_cast<float>(os.qmax - os.zero_point));
-    const __m512i zp = _mm512_set1_epi32(os.zero_point);
+    const __m512i zp16 = _mm512_set1_epi16(static_cast<int16_t>(os.zero_point));
     const bool to_u8 = os.out_dtype == DType::kUint8;
+    const __m512i qmin8 = _mm512_set1_epi8(static_cast<char>(os.qmin));
+    const bool clamp_low = os.qmin > (to_u8 ? 0 : -128);
     // After the packs, dword 4*L + s holds columns 16*s + 4*L .. +3: put them in column order.
     const __m512i order = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
-    const auto q = [&](const int32_t* p, __m512 mj) {  // eq. (16) as in requant16
+    const auto q = [&](const int32_t* p, __m512 mj) {
       const __m512 f = _mm512_cvt_roundepi32_ps(_mm512_load_si512(p), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-      const __m512 c = _mm512_min_ps(_mm512_max_ps(_mm512_mul_ps(f, mj), lo), hi);
-      return _mm512_add_epi32(_mm512_cvt_roundps_epi32(c, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC), zp);
+      return _mm512_cvt_roundps_epi32(_mm512_min_ps(_mm512_mul_ps(f, mj), hi),
+                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    };
+    const auto pair = [&](const int32_t* p, __m512 m0, __m512 m1) {  // 32 columns as int16, zero point added
+      return _mm512_adds_epi16(_mm512_packs_epi32(q(p, m0), q(p + 16, m1)), zp16);
+    };
+    const auto narrow = [&](__m512i w01, __m512i w23) {
+      __m512i b = to_u8 ? _mm512_packus_epi16(w01, w23) : _mm512_packs_epi16(w01, w23);
+      if (clamp_low) b = to_u8 ? _mm512_max_epu8(b, qmin8) : _mm512_max_epi8(b, qmin8);
+      return _mm512_permutexvar_epi32(order, b);
     };
     for (int r = 0; r < mr; ++r) {
       const int32_t* row = acc + r * kNR;
-      const __m512i w01 = _mm512_packs_epi32(q(row, m[0]), q(row + 16, m[NV > 1 ? 1 : 0]));
+      const __m512i w01 = pair(row, m[0], m[NV > 1 ? 1 : 0]);
       if constexpr (NV == 4) {
-        const __m512i w23 = _mm512_packs_epi32(q(row + 32, m[NV > 2 ? 2 : 0]), q(row + 48, m[NV > 3 ? 3 : 0]));
-        const __m512i b = to_u8 ? _mm512_packus_epi16(w01, w23) : _mm512_packs_epi16(w01, w23);
-        _mm512_storeu_si512(t.c[r], _mm512_permutexvar_epi32(order, b));
+        _mm512_storeu_si512(t.c[r], narrow(w01, pair(row + 32, m[NV > 2 ? 2 : 0], m[NV > 3 ? 3 : 0])));
       } else {  // the 12 x 32 tile's rows: 32 bytes
-        const __m512i b = to_u8 ? _mm512_packus_epi16(w01, w01) : _mm512_packs_epi16(w01, w01);
-        _mm256_storeu_si256(static_cast<__m256i*>(t.c[r]), _mm512_castsi512_si256(_mm512_permutexvar_epi32(order, b)));
+        _mm256_storeu_si256(static_cast<__m256i*>(t.c[r]), _mm512_castsi512_si256(narrow(w01, w01)));
       }
     }
     return;
