@@ -56,21 +56,25 @@ struct ConvTaps {
     return x + p.img * image_bytes + iy0(p) * row_bytes + ix0(p) * in->channels;
   }
 
-  void taps_of(const Pos& p, const uint8_t* ptrs[kMaxTaps]) const {
+  // The nine tap pointers of a pixel; returns the mask of taps in the padding (pointing at za_row).
+  uint32_t taps_of(const Pos& p, const uint8_t* ptrs[kMaxTaps]) const {
     if (inside(p)) {  // most pixels: nine fixed offsets, no per-tap bounds checks
       const uint8_t* c = corner(p);
       for (int tap = 0; tap < kMaxTaps; ++tap) ptrs[tap] = c + tap_offset[tap];
-      return;
+      return 0;
     }
     const uint8_t* image = x + p.img * image_bytes;
+    uint32_t padded = 0;
     for (int dy = 0; dy < 3; ++dy) {
       const int64_t iy = iy0(p) + dy;
       for (int dx = 0; dx < 3; ++dx) {
         const int64_t ix = ix0(p) + dx;
         const bool in_image = iy >= 0 && iy < in->height && ix >= 0 && ix < in->width;
         ptrs[dy * 3 + dx] = in_image ? image + iy * row_bytes + ix * in->channels : za_row;
+        if (!in_image) padded |= 1u << (dy * 3 + dx);
       }
     }
+    return padded;
   }
 };
 
@@ -89,16 +93,17 @@ struct TableRows : OutRows {
     ConvTaps::Pos cursor;
   };
   ConvTaps taps;
-  void fill_a(TileArgs& t, int64_t, int64_t r0, int rows, Scratch& s) const {
+  uint32_t fill_a(TileArgs& t, int64_t, int64_t r0, int rows, Scratch& s) const {
     const uint8_t* ptrs[kMaxTaps];
     ConvTaps::Pos p = taps.seek(s.cursor, r0);
+    uint32_t all_padded = ~0u;
     for (int r = 0; r < rows; ++r, taps.next(p)) {
-      taps.taps_of(p, ptrs);
+      all_padded &= taps.taps_of(p, ptrs);
       for (int tap = 0; tap < kMaxTaps; ++tap) t.a[tap][r] = ptrs[tap];
     }
     s.cursor = p;
+    return all_padded;
   }
-  const uint8_t* padding_row() const { return taps.za_row; }
 };
 
 // Three taps, one per kernel row: the 3*C bytes of a kernel row are three adjacent input pixels, so they
@@ -111,10 +116,11 @@ struct KernelRowTaps : OutRows {
   };
   ConvTaps taps;
 
-  void fill_a(TileArgs& t, int64_t tile, int64_t r0, int rows, Scratch& s) const {
+  uint32_t fill_a(TileArgs& t, int64_t tile, int64_t r0, int rows, Scratch& s) const {
     const ConvInput& in = *taps.in;
     const int64_t c = in.channels;
     bool scratch_used = false;
+    uint32_t all_padded = ~0u;  // kernel rows above or below the image in every row of the tile
     ConvTaps::Pos p = taps.seek(s.cursor, r0);
     for (int r = 0; r < rows; ++r, taps.next(p)) {
       if (taps.inside(p)) {  // most pixels
@@ -122,8 +128,10 @@ struct KernelRowTaps : OutRows {
         t.a[0][r] = corner;
         t.a[1][r] = corner + taps.row_bytes;
         t.a[2][r] = corner + 2 * taps.row_bytes;
+        all_padded = 0;
         continue;
       }
+      uint32_t padded = 0;
       const uint8_t* image = taps.x + p.img * taps.image_bytes;
       const int64_t ix0 = taps.ix0(p);
       const bool x_inside = ix0 >= 0 && ix0 + 2 < in.width;
@@ -131,6 +139,7 @@ struct KernelRowTaps : OutRows {
         const int64_t iy = taps.iy0(p) + dy;
         if (iy < 0 || iy >= in.height) {
           t.a[dy][r] = taps.za_row;
+          padded |= 1u << dy;
           continue;
         }
         const uint8_t* row = image + iy * taps.row_bytes;
@@ -147,11 +156,12 @@ struct KernelRowTaps : OutRows {
         t.a[dy][r] = dst;
         scratch_used = true;
       }
+      all_padded &= padded;
     }
     s.cursor = p;
     if (scratch_used) t.a_version |= static_cast<uint64_t>(tile + 1) & 0xFFFFFFFFu;  // new bytes, same address
+    return all_padded;
   }
-  const uint8_t* padding_row() const { return taps.za_row; }
 };
 
 // One tap of 9*C bytes per pixel (C <= kPatchCinMax), assembled in the tile's scratch: the three kernel
@@ -166,7 +176,7 @@ struct PatchRows : OutRows {
   };
   ConvTaps taps;
 
-  void fill_a(TileArgs& t, int64_t tile, int64_t r0, int rows, Scratch& s) const {
+  uint32_t fill_a(TileArgs& t, int64_t tile, int64_t r0, int rows, Scratch& s) const {
     const ConvInput& in = *taps.in;
     ConvTaps::Pos p = taps.seek(s.cursor, r0);
     for (int r = 0; r < rows; ++r, taps.next(p)) {
@@ -192,8 +202,8 @@ struct PatchRows : OutRows {
     }
     s.cursor = p;
     t.a_version |= static_cast<uint64_t>(tile + 1) & 0xFFFFFFFFu;  // new bytes, same address
+    return 0;  // one tap: nothing to skip
   }
-  const uint8_t* padding_row() const { return nullptr; }
 };
 
 }  // namespace

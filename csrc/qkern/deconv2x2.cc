@@ -24,7 +24,7 @@ struct DeconvRows {
   char* out;
   int64_t out_channels, esize;
 
-  void fill_a(TileArgs& t, int64_t, int64_t r0, int rows, Scratch& s) const {
+  uint32_t fill_a(TileArgs& t, int64_t, int64_t r0, int rows, Scratch& s) const {
     for (int r = 0; r < rows; ++r) t.a[0][r] = x + (r0 + r) * channels;
     const int64_t out_row = 2 * width * out_channels * esize;  // bytes per output image row
     if (s.next != r0) s.img = r0 / (height * width), s.i = r0 % (height * width) / width, s.j = r0 % width;
@@ -37,6 +37,7 @@ struct DeconvRows {
       }
     }
     s.next = r0 + rows, s.img = img, s.i = i, s.j = j;
+    return 0;
   }
   void fill_c(TileArgs& t, int64_t, int rows, const Scratch& s) const {
     const int64_t run = 2 * out_channels;                  // columns per dy
@@ -49,7 +50,6 @@ struct DeconvRows {
     }
     if (first) t.split = run;
   }
-  const uint8_t* padding_row() const { return nullptr; }
 };
 
 }  // namespace

@@ -46,13 +46,13 @@ struct GemmRows {
   int64_t lda;
   char* c;
   int64_t ldc_bytes, esize;
-  void fill_a(TileArgs& t, int64_t, int64_t r0, int rows, Scratch&) const {
+  uint32_t fill_a(TileArgs& t, int64_t, int64_t r0, int rows, Scratch&) const {
     for (int r = 0; r < rows; ++r) t.a[0][r] = a + (r0 + r) * lda;
+    return 0;
   }
   void fill_c(TileArgs& t, int64_t r0, int rows, const Scratch&) const {
     for (int r = 0; r < rows; ++r) t.c[r] = c + (r0 + r) * ldc_bytes + t.col0 * esize;
   }
-  const uint8_t* padding_row() const { return nullptr; }
 };
 
 }  // namespace

@@ -31,38 +31,28 @@ constexpr int64_t kParallelMacs = int64_t{1} << 19;
 // Budget for the K x NC block of B that the m-tiles of one task share (about half of a 1 MiB L2).
 constexpr int64_t kL2BlockBytes = 512 * 1024;
 
-// Removes from t the taps whose rows all point at `pad` (the padding row): they would add za' * tapsum to
-// every row, which the caller adds to the tile's bias instead. Returns the mask of removed taps; t.taps and
-// t.tap_b describe the rest. A tile of the top output row skips its kernel row above the image.
-inline uint32_t drop_padding_taps(TileArgs& t, int taps, int nrows, const uint8_t* pad) {
-  t.taps = taps;
-  if (pad == nullptr) return 0;
-  uint32_t skipped = 0;
+// Removes from t the taps in `skipped` (taps that are padding in every row of the tile: they would add
+// za' * tapsum to every row, which the caller adds to the tile's bias instead); t.taps and t.tap_b then
+// describe the rest. A tile of the top output row skips its kernel row above the image.
+inline void drop_taps(TileArgs& t, int taps, int nrows, uint32_t skipped) {
   int kept = 0;
   for (int tap = 0; tap < taps; ++tap) {
-    bool all_pad = true;
-    for (int r = 0; r < nrows && all_pad; ++r) all_pad = t.a[tap][r] == pad;
-    if (all_pad) {
-      skipped |= 1u << tap;
-      continue;
-    }
+    if (skipped >> tap & 1u) continue;
     if (kept != tap)
       for (int r = 0; r < nrows; ++r) t.a[kept][r] = t.a[tap][r];
     t.tap_b[kept++] = static_cast<uint8_t>(tap);
   }
   t.taps = kept;
-  return skipped;
 }
 
 // RowMap provides
 //   struct Scratch;  (per task, e.g. an im2col tile buffer)
-//   void fill_a(TileArgs& t, int64_t tile, int64_t r0, int rows, Scratch& s) const;
-//     sets t.a[tap][r] for tap < taps, r < rows (kernels read only the tile's rows); may refine t.a_version
+//   uint32_t fill_a(TileArgs& t, int64_t tile, int64_t r0, int rows, Scratch& s) const;
+//     sets t.a[tap][r] for tap < taps, r < rows (kernels read only the tile's rows); may refine t.a_version;
+//     returns the taps that point at x_zero_point bytes in every row (0 if none, or no padding)
 //   void fill_c(TileArgs& t, int64_t r0, int rows, const Scratch& s) const;
 //     sets t.c[r] (column t.col0, r < rows) and, for a split store, t.split and t.c2[r]; called once per panel, so
 //     anything per row (divisions) belongs in fill_a's scratch
-//   const uint8_t* padding_row() const;
-//     the row of a_zero_point bytes that fill_a points padding taps at, or null (no padding)
 template <class RowMap>
 void run_tiles(const PackedB& pb, DType a_type, int64_t m, int32_t a_zero_point, const RowMap& rows) {
   const TileChoice choice = tile_kernel_for(pb.isa, pb.n);
@@ -97,7 +87,6 @@ void run_tiles(const PackedB& pb, DType a_type, int64_t m, int32_t a_zero_point,
   // time run as 2 + 2, not 3 + 1).
   const auto block_begin = [](int64_t b, int64_t count, int64_t blocks) { return b * count / blocks; };
   const uint64_t version = next_call_id() << 32;
-  const uint8_t* pad = pb.taps > 1 ? rows.padding_row() : nullptr;
 
   auto run_task = [&](int64_t task) {
     const int64_t mb = task / n_blocks, nb = task % n_blocks;
@@ -107,6 +96,7 @@ void run_tiles(const PackedB& pb, DType a_type, int64_t m, int32_t a_zero_point,
     TileArgs t;
     t.taps = pb.taps;
     for (int tap = 0; tap < kMaxTaps; ++tap) t.tap_b[tap] = static_cast<uint8_t>(tap);
+    bool tap_b_moved = false;  // a tile dropped taps: the next one restores the identity map
     alignas(64) int32_t tile_bias[kMaxNR];
     t.tap_k = pb.tap_k;
     t.tap_kp = pb.tap_kp;
@@ -116,14 +106,21 @@ void run_tiles(const PackedB& pb, DType a_type, int64_t m, int32_t a_zero_point,
       const int64_t r0 = tile * mr;
       const int nrows = static_cast<int>(std::min<int64_t>(mr, m - r0));
       t.a_version = version;
-      rows.fill_a(t, tile, r0, nrows, scratch);
+      const uint32_t skipped = rows.fill_a(t, tile, r0, nrows, scratch);
       for (int r = 0; pb.has_zb && r < nrows; ++r) {
         uint32_t s = flip_a ? u32(128) * u32(static_cast<int32_t>(pb.k)) : 0u;
         for (int tap = 0; tap < pb.taps; ++tap)
           for (int64_t kk = 0; kk < pb.tap_k; ++kk) s += u32(load_q(t.a[tap][r], a_type, kk));
         t.rowsum[r] = static_cast<int32_t>(s);
       }
-      const uint32_t skipped = drop_padding_taps(t, pb.taps, nrows, pad);
+      t.taps = pb.taps;
+      if (skipped) {
+        drop_taps(t, pb.taps, nrows, skipped);
+        tap_b_moved = true;
+      } else if (tap_b_moved) {
+        for (int tap = 0; tap < kMaxTaps; ++tap) t.tap_b[tap] = static_cast<uint8_t>(tap);
+        tap_b_moved = false;
+      }
       for (int64_t p = p_begin; p < p_end; ++p) {
         t.col0 = p * pb.nr;
         t.nc = static_cast<int>(std::min<int64_t>(pb.nr, pb.n - t.col0));
