@@ -88,7 +88,9 @@ def measure(
     """
     samples: dict[str, list[float]] = {name: [] for name in impls}
     probes: list[float] = []
-    rounds = 5
+    # Rounds of 3 samples (at least 5 rounds, at most 15): the VM's slow phases last seconds, and the
+    # more often the implementations take turns, the more evenly such a phase falls on all of them.
+    rounds = max(5, min(15, repeat // 3))
     for _ in range(rounds):
         for name, fn in impls.items():
             time.sleep(settle_s)
