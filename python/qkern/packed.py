@@ -57,24 +57,20 @@ class PackedGemm:
     def __call__(self, a: np.ndarray, *, a_zero_point: int = 0, out: np.ndarray | None = None) -> np.ndarray:
         # The hot path: every check is inline and cheap (performance.md R2: the fixed cost per call is
         # what small shapes pay). Anything unusual falls through to the full validators for the error.
-        if type(a) is not np.ndarray or a.dtype.char not in "bB" or a.ndim != 2:
+        # Layout, writeability and overlap of `out` are checked by the binding (same messages).
+        if type(a) is not np.ndarray or a.ndim != 2 or (ch := a.dtype.char) not in "bB":
             V.quant_array(a, "a", 2)
+            ch = a.dtype.char
         if a.shape[1] != self.k:
             raise ValueError(f"a must have shape (M, {self.k}), got {a.shape}")
-        if type(a_zero_point) is not int or not (-128 if a.dtype.char == "b" else 0) <= a_zero_point <= (
-            127 if a.dtype.char == "b" else 255
+        if type(a_zero_point) is not int or not (
+            (0 <= a_zero_point <= 255) if ch == "B" else (-128 <= a_zero_point <= 127)
         ):
             a_zero_point = V.zero_point(a_zero_point, a.dtype.name, "a_zero_point")
         shape = (a.shape[0], self.n)
         if out is None:
             out = np.empty(shape, dtype=self.out_dtype)
-        elif not (
-            type(out) is np.ndarray
-            and out.dtype == self.out_dtype
-            and out.shape == shape
-            and out.flags.c_contiguous
-            and out.flags.writeable
-        ):
+        elif type(out) is not np.ndarray or out.dtype != self.out_dtype or out.shape != shape:
             out = ops._out(out, shape, self.requant, (a,))
         core = _backend.core
         if core is None or _backend.get_backend() == "reference":
