@@ -173,54 +173,44 @@ inline void store_row(const TileArgs& t, int r, __m512i v0, __m512i v1, __m512i 
   }
 }
 
-// The tile's output stage, all rows in one call: the accumulators come through a stack buffer (six calls
-// with four zmm arguments each spilled them anyway), and in the common case (fp32 requant, 64 full
-// columns, no B zero point) the per-column multipliers and the bounds are loaded once per tile
-// instead of once per row (the output stores are char stores, which the compiler must assume alias
-// the stage).
+// Eq. (16) for one tile row of 16*NV full columns (NV = 4 or 2), straight from the accumulators; the
+// common case (fp32 requant, full panel, no B zero point, no split store). The clamp is split: the upper
+// bound in float (so nothing overflows the conversion), the lower one by the saturating packs (a
+// conversion out of range gives INT32_MIN, which saturates low) and, when qmin is above the type's
+// minimum, one byte max. The zero point is added in int16 after the first pack, where it cannot overflow.
+// Both bounds are integers, so clamping before or after the round-half-even conversion is the same
+// (tests: test_epilogue_extremes_every_isa). Inlined into the tile after its k-loop: the accumulators
+// need no trip through memory, and the constants are loaded as rows free their registers.
+template <int NV>
+QK_INLINE void store_row_fp32(void* dst, const OutputStage& os, const float* fm, __m512i v0, __m512i v1, __m512i v2,
+                              __m512i v3) {
+  const bool to_u8 = os.out_dtype == DType::kUint8;
+  const auto q = [&](__m512i v, int j) {
+    const __m512 f = _mm512_cvt_roundepi32_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    const __m512 hi = _mm512_set1_ps(static_cast<float>(os.qmax - os.zero_point));
+    return _mm512_cvt_roundps_epi32(_mm512_min_ps(_mm512_mul_ps(f, _mm512_loadu_ps(fm + 16 * j)), hi),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+  };
+  const __m512i zp16 = _mm512_set1_epi16(static_cast<int16_t>(os.zero_point));
+  const __m512i w01 = _mm512_adds_epi16(_mm512_packs_epi32(q(v0, 0), q(v1, 1)), zp16);
+  const __m512i w23 = NV == 4 ? _mm512_adds_epi16(_mm512_packs_epi32(q(v2, 2), q(v3, 3)), zp16) : w01;
+  __m512i b = to_u8 ? _mm512_packus_epi16(w01, w23) : _mm512_packs_epi16(w01, w23);
+  if (os.qmin > (to_u8 ? 0 : -128)) {
+    const __m512i qmin8 = _mm512_set1_epi8(static_cast<char>(os.qmin));
+    b = to_u8 ? _mm512_max_epu8(b, qmin8) : _mm512_max_epi8(b, qmin8);
+  }
+  // After the packs, dword 4*L + s holds columns 16*s + 4*L .. +3: put them in column order.
+  const __m512i order = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
+  b = _mm512_permutexvar_epi32(order, b);
+  if constexpr (NV == 4) _mm512_storeu_si512(dst, b);
+  else _mm256_storeu_si256(static_cast<__m256i*>(dst), _mm512_castsi512_si256(b));  // the 12 x 32 tile
+}
+
+// The tile's output stage for every other case (integer requant modes, partial panels, a B zero point,
+// the depth-to-space split), all rows in one call: the accumulators come through a stack buffer (six calls
+// with four zmm arguments each spilled them anyway).
 template <int NV>
 __attribute__((noinline)) void store_tile(const TileArgs& t, const int32_t* acc, int mr) {
-  const OutputStage& os = *t.stage;
-  const int64_t width = 16 * NV;
-  if ((NV == 4 || NV == 2) && os.mode == RequantMode::kFp32 && !t.zb && t.nc == width && t.col0 + width <= t.split) {
-    // Eq. (16) with the clamp split: the upper bound in float (so nothing overflows the conversion), the
-    // lower one by the saturating packs (a conversion out of range gives INT32_MIN, which saturates low)
-    // and, when qmin is above the type's minimum, one byte max. The zero point is added in int16 after
-    // the first pack, where it cannot overflow. Both bounds are integers, so clamping before or after the
-    // round-half-even conversion is the same (tests: test_epilogue_extremes_every_isa).
-    __m512 m[NV];
-    for (int j = 0; j < NV; ++j) m[j] = _mm512_loadu_ps(os.fmultiplier + t.col0 + 16 * j);
-    const __m512 hi = _mm512_set1_ps(static_cast<float>(os.qmax - os.zero_point));
-    const __m512i zp16 = _mm512_set1_epi16(static_cast<int16_t>(os.zero_point));
-    const bool to_u8 = os.out_dtype == DType::kUint8;
-    const __m512i qmin8 = _mm512_set1_epi8(static_cast<char>(os.qmin));
-    const bool clamp_low = os.qmin > (to_u8 ? 0 : -128);
-    // After the packs, dword 4*L + s holds columns 16*s + 4*L .. +3: put them in column order.
-    const __m512i order = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
-    const auto q = [&](const int32_t* p, __m512 mj) {
-      const __m512 f = _mm512_cvt_roundepi32_ps(_mm512_load_si512(p), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-      return _mm512_cvt_roundps_epi32(_mm512_min_ps(_mm512_mul_ps(f, mj), hi),
-                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    };
-    const auto pair = [&](const int32_t* p, __m512 m0, __m512 m1) {  // 32 columns as int16, zero point added
-      return _mm512_adds_epi16(_mm512_packs_epi32(q(p, m0), q(p + 16, m1)), zp16);
-    };
-    const auto narrow = [&](__m512i w01, __m512i w23) {
-      __m512i b = to_u8 ? _mm512_packus_epi16(w01, w23) : _mm512_packs_epi16(w01, w23);
-      if (clamp_low) b = to_u8 ? _mm512_max_epu8(b, qmin8) : _mm512_max_epi8(b, qmin8);
-      return _mm512_permutexvar_epi32(order, b);
-    };
-    for (int r = 0; r < mr; ++r) {
-      const int32_t* row = acc + r * kNR;
-      const __m512i w01 = pair(row, m[0], m[NV > 1 ? 1 : 0]);
-      if constexpr (NV == 4) {
-        _mm512_storeu_si512(t.c[r], narrow(w01, pair(row + 32, m[NV > 2 ? 2 : 0], m[NV > 3 ? 3 : 0])));
-      } else {  // the 12 x 32 tile's rows: 32 bytes
-        _mm256_storeu_si256(static_cast<__m256i*>(t.c[r]), _mm512_castsi512_si256(narrow(w01, w01)));
-      }
-    }
-    return;
-  }
   for (int r = 0; r < mr; ++r) {
     const int32_t* row = acc + r * kNR;
     const __m512i v0 = _mm512_load_si512(row);
@@ -299,6 +289,15 @@ void tile(const TileArgs& t) {
     }
 #undef QK_ROW_STEP
 #undef A_LOAD
+  }
+  const OutputStage& os = *t.stage;
+  if ((NV == 4 || NV == 2) && os.mode == RequantMode::kFp32 && !t.zb && t.nc == 16 * NV && t.col0 + 16 * NV <= t.split) {
+    const float* fm = os.fmultiplier + t.col0;
+#define QK_ROW_OUT(r) \
+  if constexpr (MR > r) store_row_fp32<NV>(t.c[r], os, fm, c##r##0, c##r##1, c##r##2, c##r##3);
+    QK_EACH_ROW(QK_ROW_OUT)
+#undef QK_ROW_OUT
+    return;
   }
   alignas(64) int32_t acc[MR][kNR];
 #define QK_SAVE(r)                                                \
