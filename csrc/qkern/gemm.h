@@ -87,10 +87,13 @@ constexpr int kMaxMR = 12;  // the tallest tile (12 x 32); most kernels use 6 ro
 constexpr int kMaxNR = 64;  // the widest panel
 constexpr int kMaxTaps = 9;
 
+// TileArgs::tap_b of a tile that multiplies every tap.
+inline constexpr uint8_t kAllTaps[kMaxTaps] = {0, 1, 2, 3, 4, 5, 6, 7, 8};
+
 struct TileArgs {
   const uint8_t* a[kMaxTaps][kMaxMR];  // per tap, the row pointers (tap_k bytes each); only rows < mr are set
   int taps;                            // 1 for a GEMM
-  uint8_t tap_b[kMaxTaps];             // the packed tap each a[tap] multiplies (the driver drops padding taps)
+  const uint8_t* tap_b;                // the packed tap each a[tap] multiplies (the driver drops padding taps)
   int64_t tap_k, tap_kp;               // as in PackedB: B holds tap_kp rows per tap, the last ones zero
   const uint8_t* b;          // start of this panel in PackedB::data
   const int32_t* bias_eff;   // [nr]: bias - za'*colsum + K*za'*zb (wrapped), this panel

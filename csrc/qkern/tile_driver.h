@@ -32,17 +32,18 @@ constexpr int64_t kParallelMacs = int64_t{1} << 19;
 constexpr int64_t kL2BlockBytes = 512 * 1024;
 
 // Removes from t the taps in `skipped` (taps that are padding in every row of the tile: they would add
-// za' * tapsum to every row, which the caller adds to the tile's bias instead); t.taps and t.tap_b then
-// describe the rest. A tile of the top output row skips its kernel row above the image.
-inline void drop_taps(TileArgs& t, int taps, int nrows, uint32_t skipped) {
+// za' * tapsum to every row, which the caller adds to the tile's bias instead); t.taps and t.tap_b (into
+// `kept_taps`) then describe the rest. A tile of the top output row skips its kernel row above the image.
+inline void drop_taps(TileArgs& t, int taps, int nrows, uint32_t skipped, uint8_t kept_taps[kMaxTaps]) {
   int kept = 0;
   for (int tap = 0; tap < taps; ++tap) {
     if (skipped >> tap & 1u) continue;
     if (kept != tap)
       for (int r = 0; r < nrows; ++r) t.a[kept][r] = t.a[tap][r];
-    t.tap_b[kept++] = static_cast<uint8_t>(tap);
+    kept_taps[kept++] = static_cast<uint8_t>(tap);
   }
   t.taps = kept;
+  t.tap_b = kept_taps;
 }
 
 // RowMap provides
@@ -95,8 +96,7 @@ void run_tiles(const PackedB& pb, DType a_type, int64_t m, int32_t a_zero_point,
     typename RowMap::Scratch scratch;
     TileArgs t;
     t.taps = pb.taps;
-    for (int tap = 0; tap < kMaxTaps; ++tap) t.tap_b[tap] = static_cast<uint8_t>(tap);
-    bool tap_b_moved = false;  // a tile dropped taps: the next one restores the identity map
+    uint8_t kept_taps[kMaxTaps];
     alignas(64) int32_t tile_bias[kMaxNR];
     t.tap_k = pb.tap_k;
     t.tap_kp = pb.tap_kp;
@@ -114,13 +114,8 @@ void run_tiles(const PackedB& pb, DType a_type, int64_t m, int32_t a_zero_point,
         t.rowsum[r] = static_cast<int32_t>(s);
       }
       t.taps = pb.taps;
-      if (skipped) {
-        drop_taps(t, pb.taps, nrows, skipped);
-        tap_b_moved = true;
-      } else if (tap_b_moved) {
-        for (int tap = 0; tap < kMaxTaps; ++tap) t.tap_b[tap] = static_cast<uint8_t>(tap);
-        tap_b_moved = false;
-      }
+      t.tap_b = kAllTaps;
+      if (skipped) drop_taps(t, pb.taps, nrows, skipped, kept_taps);
       for (int64_t p = p_begin; p < p_end; ++p) {
         t.col0 = p * pb.nr;
         t.nc = static_cast<int>(std::min<int64_t>(pb.nr, pb.n - t.col0));
