@@ -181,6 +181,32 @@ def test_gemmlowp_multiply_cpp_equals_numpy_equals_composition(rng):
     np.testing.assert_array_equal(got[:k], rdbpot_formula(high, right))
 
 
+def one_shift_gemmlowp(x: np.ndarray, m: np.ndarray, s: np.ndarray) -> np.ndarray:
+    """Eq. (17), the AVX-512 epilogue's form of eq. (13) for s <= 0 (csrc/qkern/requant.h WideRow), on
+    Python ints: one addend chosen by the sign of SRDHM's result, one floor division."""
+    p = _obj(x) * _obj(m)
+    e = -_obj(s)
+    nudge = np.where(e > 0, 2 ** np.maximum(e - 1, 0) - np.where(p < -(2**30), 1, 0), 0)
+    return ((p + 2**30 + nudge * 2**31) // 2 ** (31 + e)).astype(np.int64)
+
+
+def test_one_shift_gemmlowp_form_equals_double_rounding(rng):
+    """Eq. (17): floor((floor(X / 2^31) + n) / 2^e) = floor((X + n 2^31) / 2^(31+e)) with RDBPOT's nudge n
+    read off the sign of the product, on every right shift, edge values and ties of both roundings."""
+    n = 200000
+    x = np.concatenate([_random_i32(rng, n), np.repeat(EDGES, 32)])
+    m = np.concatenate([rng.integers(0, 2**31, n), np.tile([2**30, I32_MAX], EDGES.size * 16)]).astype(np.int32)
+    s = np.concatenate([rng.integers(-31, 1, n), np.tile(-np.arange(32), EDGES.size)]).astype(np.int32)
+    # Products whose SRDHM lands on an exact RDBPOT tie: x * M = (t * 2^31) with t = (2k+1) 2^(e-1).
+    e = rng.integers(1, 32, 5000)
+    t = (2 * rng.integers(-(2**20), 2**20, 5000) + 1) << np.maximum(e - 1, 0)
+    t = np.clip(t, I32_MIN >> 1, I32_MAX >> 1)
+    x = np.concatenate([x, (t * 2).astype(np.int32), (t * 2 - 1).astype(np.int32)])
+    m = np.concatenate([m, np.full(10000, 2**30, np.int32)])
+    s = np.concatenate([s, -e, -e]).astype(np.int32)
+    np.testing.assert_array_equal(one_shift_gemmlowp(x, m, s), fp.multiply_by_quantized_multiplier_gemmlowp(x, m, s))
+
+
 # ---- quantize_multiplier (eq. (8)) ----
 
 

@@ -344,3 +344,22 @@ def test_epilogue_extremes_every_isa(rng, isa_threads):
     _check(a, b, 128, 0, fbias, qkern.Requant(fmult, zero_point=-7, dtype="int8", rounding="fp32"), "fp32")
     relu = qkern.Requant(fmult, zero_point=9, dtype="uint8", qmin=9, qmax=200, rounding="fp32")
     _check(a, b, 128, 0, fbias, relu, "fp32 relu")
+
+
+@pytest.mark.parametrize("cols", [None, 32, 17], ids=["panels", "12x32-tile", "partial-panel"])
+def test_epilogue_one_shift_form_every_isa(rng, isa_threads, cols):
+    """Stages whose shifts are all <= 0 take the 64-bit one-shift form (eq. (17), "single" always) in the
+    avx512vnni epilogue, inlined after the k-loop for full panels; every shift, edge multipliers, ties,
+    clamps and ReLU equal the scalar rule on all three tile shapes."""
+    mult, shift, bias = _epilogue_channels(rng)
+    keep = np.flatnonzero(shift <= 0)
+    if cols is not None:
+        keep = rng.choice(keep, cols, replace=False)
+    mult, shift, bias = mult[keep], shift[keep], bias[keep].astype(np.int32)
+    n = keep.size
+    a = np.concatenate([np.arange(120, 137), rng.integers(0, 256, 23)]).astype(np.uint8)[:, None]
+    b = np.ones((1, n), np.int8)
+    for rounding in ("gemmlowp", "single"):
+        for zp, dtype, qmin, qmax in ((3, "int8", None, None), (100, "uint8", None, None), (9, "uint8", 9, 200)):
+            rq = qkern.Requant(mult, shift, zp, dtype=dtype, qmin=qmin, qmax=qmax, rounding=rounding)
+            _check(a, b, 128, 0, bias, rq, f"{rounding} zp={zp} {dtype} [{qmin}, {qmax}]")

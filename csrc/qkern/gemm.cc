@@ -131,6 +131,12 @@ std::unique_ptr<PackedB> pack_b(Isa isa, const BSource& b, int taps, int64_t tap
   pb->stage.multiplier = pb->multiplier.data();
   pb->stage.shift = pb->shift.data();
   pb->stage.fmultiplier = pb->fmultiplier.data();
+  pb->stage.wide = nullptr;
+  if (isa == Isa::kAvx512Vnni && has_wide_form(stage.mode, pb->shift.data(), cols)) {
+    pb->wide.resize(static_cast<size_t>(cols / 16 * kWideRows * 8));
+    build_wide_stage(stage.mode, pb->multiplier.data(), pb->shift.data(), cols / 16, pb->wide.data());
+    pb->stage.wide = pb->wide.data();
+  }
   if (!info) {  // scalar: keep B unpacked
     pb->data.allocate(static_cast<size_t>(std::max<int64_t>(pb->k * n, 1)));
     for (int64_t kk = 0; kk < pb->k; ++kk)

@@ -38,6 +38,7 @@ struct PackedB {
   // representation, the int32 bias, and the output stage parameters.
   std::vector<int32_t> colsum, zb, bias, multiplier, shift;
   std::vector<float> fmultiplier;
+  std::vector<int64_t> wide;  // avx512vnni: OutputStage::wide (requant.h), when the mode has that form
   bool has_zb = false;  // any zb != 0: the kernel needs row sums of A
   // Convolutions (taps > 1): [taps][columns], colsum restricted to one tap. A tap that is padding in every
   // row of a tile is not multiplied; za' * tapsum goes into that tile's starting accumulator instead.

@@ -23,7 +23,52 @@ struct OutputStage {
   int32_t zero_point = 0;
   int32_t qmin = 0;
   int32_t qmax = 0;
+  // Kernels with 64-bit lane shifts (avx512vnni): the fixed-point modes as one multiply, add and shift per
+  // column (see WideRow), or null (other ISAs, "fp32", or a "gemmlowp" stage with some shift > 0).
+  const int64_t* wide = nullptr;
 };
+
+// OutputStage::wide holds, per group of 16 columns, kWideRows vectors of 8 int64 lanes: each quantity
+// for the even columns of the group (lane i: column 16g + 2i), then for the odd ones. Per column, with
+// p = acc * multiplier (exact int64):
+//   r = (p + addend - (p < -2^30 ? correction : 0)) >> shift       (arithmetic shift)
+// "gemmlowp", shift s <= 0, e = -s: eq. (17): addend = 2^30 + (e > 0 ? 2^(30+e) : 0),
+//     correction = (e > 0 ? 2^31 : 0), shift = 31 + e; r is MUL_GEMMLOWP and fits in int32.
+// "single": eq. (12): addend = 2^(30-s), correction = 0, shift = 31 - s; r is MUL_SINGLE (int64).
+enum WideRow : int { kWideMultiplier = 0, kWideAddend = 2, kWideCorrection = 4, kWideShift = 6, kWideRows = 8 };
+
+// True when `mode` has a WideRow form for these shifts (gemmlowp needs every shift <= 0).
+inline bool has_wide_form(RequantMode mode, const int32_t* shift, int64_t n) {
+  if (mode == RequantMode::kSingle) return true;
+  if (mode != RequantMode::kGemmlowp) return false;
+  for (int64_t j = 0; j < n; ++j)
+    if (shift[j] > 0) return false;
+  return true;
+}
+
+// Fills the WideRow table for columns [0, groups*16) (out: groups * kWideRows * 8 entries).
+inline void build_wide_stage(RequantMode mode, const int32_t* multiplier, const int32_t* shift, int64_t groups,
+                             int64_t* out) {
+  for (int64_t j = 0; j < groups * 16; ++j) {
+    int64_t* g = out + j / 16 * kWideRows * 8;
+    const int64_t lane = j % 16 / 2, odd = j % 2;
+    const int64_t s = shift[j];
+    int64_t addend, correction = 0, total;
+    if (mode == RequantMode::kGemmlowp) {
+      const int64_t e = -s;
+      addend = (int64_t{1} << 30) + (e > 0 ? int64_t{1} << (30 + e) : 0);
+      correction = e > 0 ? int64_t{1} << 31 : 0;
+      total = 31 + e;
+    } else {
+      total = 31 - s;
+      addend = int64_t{1} << (total - 1);
+    }
+    g[(kWideMultiplier + odd) * 8 + lane] = multiplier[j];
+    g[(kWideAddend + odd) * 8 + lane] = addend;
+    g[(kWideCorrection + odd) * 8 + lane] = correction;
+    g[(kWideShift + odd) * 8 + lane] = total;
+  }
+}
 
 // Eq. (14)-(16): requantize one accumulator that already includes the bias, for output column `col`.
 // The zero point is added exactly (int64) before the clamp, so no intermediate can wrap.

@@ -38,10 +38,15 @@ QK_INLINE uint32_t tail_quad(const uint8_t* p, int64_t bytes) {
   return v;
 }
 
+// Every lane: GCC 12 reports the unmasked intrinsics' undefined pass-through operand as uninitialized once
+// they are inlined into the tile; the zero-masked forms with every lane selected are the same instructions.
+constexpr __mmask8 kAll8 = 0xFF;
+constexpr __mmask16 kAll16 = 0xFFFF;
+
 // 64-bit signed products of the even and odd int32 lanes.
-QK_INLINE __m512i odd_lanes(__m512i x) { return _mm512_srli_epi64(x, 32); }
+QK_INLINE __m512i odd_lanes(__m512i x) { return _mm512_maskz_srli_epi64(kAll8, x, 32); }
 QK_INLINE __m512i merge_even_odd(__m512i even, __m512i odd) {
-  return _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32));
+  return _mm512_mask_blend_epi32(0xAAAA, even, _mm512_maskz_slli_epi64(kAll8, odd, 32));
 }
 
 // Eq. (9) for a non-negative multiplier: floor((x*M + 2^30) / 2^31), per int32 lane.
@@ -72,19 +77,25 @@ QK_INLINE __m512i saturating_shift_left(__m512i x, __m512i e) {
   return _mm512_mask_blend_epi32(overflow, shifted, sat);
 }
 
-// Eq. (12), the exact int64 result clamped to [lo, hi] (int64 lanes) before narrowing.
-QK_INLINE __m512i single_rounding_clamped(__m512i x, __m512i m, __m512i shift, __m512i lo, __m512i hi) {
-  const __m512i total = _mm512_sub_epi32(_mm512_set1_epi32(31), shift);
-  const __m512i one64 = _mm512_set1_epi64(1);
-  const __m512i low32 = _mm512_set1_epi64(0xFFFFFFFF);
-  const __m512i te = _mm512_and_si512(total, low32), to = odd_lanes(total);
-  __m512i e = _mm512_mul_epi32(x, m);
-  e = _mm512_srav_epi64(_mm512_add_epi64(e, _mm512_sllv_epi64(one64, _mm512_sub_epi64(te, one64))), te);
-  __m512i o = _mm512_mul_epi32(odd_lanes(x), odd_lanes(m));
-  o = _mm512_srav_epi64(_mm512_add_epi64(o, _mm512_sllv_epi64(one64, _mm512_sub_epi64(to, one64))), to);
-  e = _mm512_min_epi64(_mm512_max_epi64(e, lo), hi);
-  o = _mm512_min_epi64(_mm512_max_epi64(o, lo), hi);
-  return merge_even_odd(e, o);
+// The fixed-point modes in their one-shift form (requant.h WideRow, eqs. (12) and (17)) on the even and
+// the odd int32 lanes as int64, merged back to int32 lanes. `w` is the block of the 16 columns. A "single"
+// result may exceed int32, so it is clamped to [lo, hi] (int64 lanes) first; a "gemmlowp" one always fits.
+template <RequantMode kMode>
+QK_INLINE __m512i wide_half(__m512i x, const int64_t* w, __m512i lo, __m512i hi) {
+  const __m512i p = _mm512_maskz_mul_epi32(kAll8, x, _mm512_loadu_si512(w + kWideMultiplier * 8));
+  __m512i r = _mm512_maskz_add_epi64(kAll8, p, _mm512_loadu_si512(w + kWideAddend * 8));
+  if constexpr (kMode == RequantMode::kGemmlowp) {
+    const __mmask8 neg = _mm512_cmplt_epi64_mask(p, _mm512_set1_epi64(-(int64_t{1} << 30)));
+    r = _mm512_mask_sub_epi64(r, neg, r, _mm512_loadu_si512(w + kWideCorrection * 8));
+  }
+  r = _mm512_maskz_srav_epi64(kAll8, r, _mm512_loadu_si512(w + kWideShift * 8));
+  if constexpr (kMode == RequantMode::kSingle)
+    r = _mm512_maskz_min_epi64(kAll8, _mm512_maskz_max_epi64(kAll8, r, lo), hi);
+  return r;
+}
+template <RequantMode kMode>
+QK_INLINE __m512i wide_requant(__m512i v, const int64_t* w, __m512i lo, __m512i hi) {
+  return merge_even_odd(wide_half<kMode>(v, w, lo, hi), wide_half<kMode>(odd_lanes(v), w + 8, lo, hi));
 }
 
 // Requantizes 16 accumulators of columns [col, col+16): int32 lanes within [qmin, qmax], zero point added.
@@ -98,17 +109,21 @@ QK_INLINE __m512i requant16(__m512i v, const OutputStage& os, int64_t col) {
     __m512 p = _mm512_mul_ps(f, _mm512_loadu_ps(os.fmultiplier + col));
     p = _mm512_min_ps(_mm512_max_ps(p, _mm512_set1_ps(static_cast<float>(lo))), _mm512_set1_ps(static_cast<float>(hi)));
     r = _mm512_cvt_roundps_epi32(p, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  } else {
+  } else if (os.wide) {  // "single" always, "gemmlowp" without left shifts (pack_b builds the table)
+    const int64_t* w = os.wide + col / 16 * kWideRows * 8;
+    if (os.mode == RequantMode::kSingle) {
+      r = wide_requant<RequantMode::kSingle>(v, w, _mm512_set1_epi64(lo), _mm512_set1_epi64(hi));
+    } else {
+      r = wide_requant<RequantMode::kGemmlowp>(v, w, v, v);  // lo, hi: unused by gemmlowp
+      r = _mm512_min_epi32(_mm512_max_epi32(r, _mm512_set1_epi32(lo)), _mm512_set1_epi32(hi));
+    }
+  } else {  // "gemmlowp" with some left shift: eqs. (9)-(11), (13)
     const __m512i m = _mm512_loadu_si512(os.multiplier + col);
     const __m512i s = _mm512_loadu_si512(os.shift + col);
-    if (os.mode == RequantMode::kGemmlowp) {  // eq. (13)-(14)
-      const __m512i zero = _mm512_setzero_si512();
-      const __m512i left = _mm512_max_epi32(s, zero), right = _mm512_max_epi32(_mm512_sub_epi32(zero, s), zero);
-      r = rounding_divide_by_pot(srdhm(saturating_shift_left(v, left), m), right);
-      r = _mm512_min_epi32(_mm512_max_epi32(r, _mm512_set1_epi32(lo)), _mm512_set1_epi32(hi));
-    } else {  // eq. (15)
-      r = single_rounding_clamped(v, m, s, _mm512_set1_epi64(lo), _mm512_set1_epi64(hi));
-    }
+    const __m512i zero = _mm512_setzero_si512();
+    const __m512i left = _mm512_max_epi32(s, zero), right = _mm512_max_epi32(_mm512_sub_epi32(zero, s), zero);
+    r = rounding_divide_by_pot(srdhm(saturating_shift_left(v, left), m), right);
+    r = _mm512_min_epi32(_mm512_max_epi32(r, _mm512_set1_epi32(lo)), _mm512_set1_epi32(hi));
   }
   return _mm512_add_epi32(r, _mm512_set1_epi32(os.zero_point));
 }
@@ -173,41 +188,60 @@ inline void store_row(const TileArgs& t, int r, __m512i v0, __m512i v1, __m512i 
   }
 }
 
-// Eq. (16) for one tile row of 16*NV full columns (NV = 4 or 2), straight from the accumulators; the
-// common case (fp32 requant, full panel, no B zero point, no split store). The clamp is split: the upper
-// bound in float (so nothing overflows the conversion), the lower one by the saturating packs (a
-// conversion out of range gives INT32_MIN, which saturates low) and, when qmin is above the type's
-// minimum, one byte max. The zero point is added in int16 after the first pack, where it cannot overflow.
-// Both bounds are integers, so clamping before or after the round-half-even conversion is the same
-// (tests: test_epilogue_extremes_every_isa). Inlined into the tile after its k-loop: the accumulators
-// need no trip through memory, and the constants are loaded as rows free their registers.
-template <int NV>
-QK_INLINE void store_row_fp32(void* dst, const OutputStage& os, const float* fm, __m512i v0, __m512i v1, __m512i v2,
-                              __m512i v3) {
-  const bool to_u8 = os.out_dtype == DType::kUint8;
-  const auto q = [&](__m512i v, int j) {
+// Requantized columns [col, col+16) minus the zero point, clamped above only (store_row_fast).
+template <RequantMode kMode>
+QK_INLINE __m512i requant_upper(__m512i v, const OutputStage& os, int64_t col) {
+  const int32_t hi = os.qmax - os.zero_point;
+  if constexpr (kMode == RequantMode::kFp32) {
     const __m512 f = _mm512_cvt_roundepi32_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    const __m512 hi = _mm512_set1_ps(static_cast<float>(os.qmax - os.zero_point));
-    return _mm512_cvt_roundps_epi32(_mm512_min_ps(_mm512_mul_ps(f, _mm512_loadu_ps(fm + 16 * j)), hi),
+    const __m512 p = _mm512_mul_ps(f, _mm512_loadu_ps(os.fmultiplier + col));
+    return _mm512_cvt_roundps_epi32(_mm512_min_ps(p, _mm512_set1_ps(static_cast<float>(hi))),
                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-  };
-  const __m512i zp16 = _mm512_set1_epi16(static_cast<int16_t>(os.zero_point));
-  const __m512i w01 = _mm512_adds_epi16(_mm512_packs_epi32(q(v0, 0), q(v1, 1)), zp16);
-  const __m512i w23 = NV == 4 ? _mm512_adds_epi16(_mm512_packs_epi32(q(v2, 2), q(v3, 3)), zp16) : w01;
-  __m512i b = to_u8 ? _mm512_packus_epi16(w01, w23) : _mm512_packs_epi16(w01, w23);
-  if (os.qmin > (to_u8 ? 0 : -128)) {
-    const __m512i qmin8 = _mm512_set1_epi8(static_cast<char>(os.qmin));
-    b = to_u8 ? _mm512_max_epu8(b, qmin8) : _mm512_max_epi8(b, qmin8);
+  } else {
+    // "single" is clamped to [INT32_MIN, hi] in int64 (it may exceed int32); the packs saturate the rest.
+    const __m512i r = wide_requant<kMode>(v, os.wide + col / 16 * kWideRows * 8, _mm512_set1_epi64(kInt32Min),
+                                          _mm512_set1_epi64(hi));
+    return kMode == RequantMode::kGemmlowp ? _mm512_maskz_min_epi32(kAll16, r, _mm512_set1_epi32(hi)) : r;
   }
-  // After the packs, dword 4*L + s holds columns 16*s + 4*L .. +3: put them in column order.
-  const __m512i order = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
-  b = _mm512_permutexvar_epi32(order, b);
-  if constexpr (NV == 4) _mm512_storeu_si512(dst, b);
-  else _mm256_storeu_si256(static_cast<__m256i*>(dst), _mm512_castsi512_si256(b));  // the 12 x 32 tile
 }
 
-// The tile's output stage for every other case (integer requant modes, partial panels, a B zero point,
-// the depth-to-space split), all rows in one call: the accumulators come through a stack buffer (six calls
+// One tile row of 16*NV full columns (NV = 4 or 2) through the output stage, straight from the
+// accumulators: the common case (full panel, no B zero point, no split store), inlined into the tile after
+// its k-loop so the accumulators need no trip through memory. Raw int32 is stored as it is. The other
+// modes produce int32 lanes already clamped above (fp32: min(p, qmax - zp) in float, so nothing overflows
+// the conversion; gemmlowp/single: eqs. (17)/(12) on 64-bit lanes, requant.h WideRow); the lower bound is
+// applied by the saturating packs (a float conversion out of range gives INT32_MIN, which saturates low)
+// and, when qmin is above the type's minimum, one byte max. The zero point is added in int16 after the
+// first pack, where it cannot overflow. Both fp32 bounds are integers, so clamping before or after the
+// round-half-even conversion is the same (tests: test_epilogue_extremes_every_isa).
+template <int NV, RequantMode kMode>
+QK_INLINE void store_row_fast(void* dst, const OutputStage& os, int64_t col0, __m512i v0, __m512i v1, __m512i v2,
+                              __m512i v3) {
+  if constexpr (kMode == RequantMode::kRaw) {
+    const __m512i v[4] = {v0, v1, v2, v3};
+    for (int j = 0; j < NV; ++j) _mm512_storeu_si512(static_cast<int32_t*>(dst) + 16 * j, v[j]);
+    return;
+  } else {
+    const bool to_u8 = os.out_dtype == DType::kUint8;
+    const auto q = [&](__m512i v, int j) { return requant_upper<kMode>(v, os, col0 + 16 * j); };
+    const __m512i zp16 = _mm512_set1_epi16(static_cast<int16_t>(os.zero_point));
+    const __m512i w01 = _mm512_adds_epi16(_mm512_packs_epi32(q(v0, 0), q(v1, 1)), zp16);
+    const __m512i w23 = NV == 4 ? _mm512_adds_epi16(_mm512_packs_epi32(q(v2, 2), q(v3, 3)), zp16) : w01;
+    __m512i b = to_u8 ? _mm512_packus_epi16(w01, w23) : _mm512_packs_epi16(w01, w23);
+    if (os.qmin > (to_u8 ? 0 : -128)) {
+      const __m512i qmin8 = _mm512_set1_epi8(static_cast<char>(os.qmin));
+      b = to_u8 ? _mm512_max_epu8(b, qmin8) : _mm512_max_epi8(b, qmin8);
+    }
+    // After the packs, dword 4*L + s holds columns 16*s + 4*L .. +3: put them in column order.
+    const __m512i order = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
+    b = _mm512_permutexvar_epi32(order, b);
+    if constexpr (NV == 4) _mm512_storeu_si512(dst, b);
+    else _mm256_storeu_si256(static_cast<__m256i*>(dst), _mm512_castsi512_si256(b));  // the 12 x 32 tile
+  }
+}
+
+// The tile's output stage for every other case (partial panels, a B zero point, the depth-to-space split,
+// gemmlowp with a left shift), all rows in one call: the accumulators come through a stack buffer (six calls
 // with four zmm arguments each spilled them anyway).
 template <int NV>
 __attribute__((noinline)) void store_tile(const TileArgs& t, const int32_t* acc, int mr) {
@@ -291,11 +325,24 @@ void tile(const TileArgs& t) {
 #undef A_LOAD
   }
   const OutputStage& os = *t.stage;
-  if ((NV == 4 || NV == 2) && os.mode == RequantMode::kFp32 && !t.zb && t.nc == 16 * NV && t.col0 + 16 * NV <= t.split) {
-    const float* fm = os.fmultiplier + t.col0;
-#define QK_ROW_OUT(r) \
-  if constexpr (MR > r) store_row_fp32<NV>(t.c[r], os, fm, c##r##0, c##r##1, c##r##2, c##r##3);
-    QK_EACH_ROW(QK_ROW_OUT)
+  const bool fast_mode = os.mode == RequantMode::kRaw || os.mode == RequantMode::kFp32 || os.wide;
+  if ((NV == 4 || NV == 2) && fast_mode && !t.zb && t.nc == 16 * NV && t.col0 + 16 * NV <= t.split) {
+#define QK_ROW_OUT(r, mode) \
+  if constexpr (MR > r) store_row_fast<NV, mode>(t.c[r], os, t.col0, c##r##0, c##r##1, c##r##2, c##r##3);
+#define QK_ROW_RAW(r) QK_ROW_OUT(r, RequantMode::kRaw)
+#define QK_ROW_FP32(r) QK_ROW_OUT(r, RequantMode::kFp32)
+#define QK_ROW_GEMMLOWP(r) QK_ROW_OUT(r, RequantMode::kGemmlowp)
+#define QK_ROW_SINGLE(r) QK_ROW_OUT(r, RequantMode::kSingle)
+    switch (os.mode) {
+      case RequantMode::kRaw: QK_EACH_ROW(QK_ROW_RAW) break;
+      case RequantMode::kFp32: QK_EACH_ROW(QK_ROW_FP32) break;
+      case RequantMode::kGemmlowp: QK_EACH_ROW(QK_ROW_GEMMLOWP) break;
+      case RequantMode::kSingle: QK_EACH_ROW(QK_ROW_SINGLE) break;
+    }
+#undef QK_ROW_SINGLE
+#undef QK_ROW_GEMMLOWP
+#undef QK_ROW_FP32
+#undef QK_ROW_RAW
 #undef QK_ROW_OUT
     return;
   }
