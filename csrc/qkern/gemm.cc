@@ -65,6 +65,11 @@ TileChoice tile_kernel_for(Isa isa, int64_t n) {
   return best ? TileChoice{best->tile, best->mr} : TileChoice{nullptr, 0};
 }
 
+ByteSumFn byte_sum_for(Isa isa) {
+  QK_REQUIRE(isa == Isa::kAvx512Vnni || isa == Isa::kAvx2, "byte_sum_for: no tile kernels for this ISA");
+  return isa == Isa::kAvx512Vnni ? byte_sum__avx512vnni : byte_sum__avx2;
+}
+
 uint64_t next_call_id() {
   static std::atomic<uint64_t> counter{0};
   return counter.fetch_add(1, std::memory_order_relaxed) + 1;

@@ -46,6 +46,10 @@ inline void drop_taps(TileArgs& t, int taps, int nrows, uint32_t skipped, uint8_
   t.tap_b = kept_taps;
 }
 
+// The row-sum routine of the ISA that packed B (psadbw; summing byte by byte took as long as the tile
+// itself on a 64-channel conv).
+ByteSumFn byte_sum_for(Isa isa);
+
 // RowMap provides
 //   struct Scratch;  (per task, e.g. an im2col tile buffer)
 //   uint32_t fill_a(TileArgs& t, int64_t tile, int64_t r0, int rows, Scratch& s) const;
@@ -88,6 +92,7 @@ void run_tiles(const PackedB& pb, DType a_type, int64_t m, int32_t a_zero_point,
   // time run as 2 + 2, not 3 + 1).
   const auto block_begin = [](int64_t b, int64_t count, int64_t blocks) { return b * count / blocks; };
   const uint64_t version = next_call_id() << 32;
+  const ByteSumFn byte_sum = pb.has_zb ? byte_sum_for(pb.isa) : nullptr;
 
   auto run_task = [&](int64_t task) {
     const int64_t mb = task / n_blocks, nb = task % n_blocks;
@@ -107,10 +112,10 @@ void run_tiles(const PackedB& pb, DType a_type, int64_t m, int32_t a_zero_point,
       const int nrows = static_cast<int>(std::min<int64_t>(mr, m - r0));
       t.a_version = version;
       const uint32_t skipped = rows.fill_a(t, tile, r0, nrows, scratch);
+      // Row sums of A as the kernel reads it: u8 as is, s8 + 128 when flipped, s8 otherwise.
       for (int r = 0; pb.has_zb && r < nrows; ++r) {
-        uint32_t s = flip_a ? u32(128) * u32(static_cast<int32_t>(pb.k)) : 0u;
-        for (int tap = 0; tap < pb.taps; ++tap)
-          for (int64_t kk = 0; kk < pb.tap_k; ++kk) s += u32(load_q(t.a[tap][r], a_type, kk));
+        uint32_t s = a_signed && !flip_a ? 0u - u32(128) * u32(static_cast<int32_t>(pb.k)) : 0u;
+        for (int tap = 0; tap < pb.taps; ++tap) s += byte_sum(t.a[tap][r], pb.tap_k, a_signed ? 0x80 : 0);
         t.rowsum[r] = static_cast<int32_t>(s);
       }
       t.taps = pb.taps;

@@ -39,7 +39,8 @@ QK_INLINE uint32_t tail_quad(const uint8_t* p, int64_t bytes) {
 }
 
 // Every lane: GCC 12 reports the unmasked intrinsics' undefined pass-through operand as uninitialized once
-// they are inlined into the tile; the zero-masked forms with every lane selected are the same instructions.
+// they are inlined into the tile (PR 105593); the zero-masked forms with every lane selected are the same
+// instructions.
 constexpr __mmask8 kAll8 = 0xFF;
 constexpr __mmask16 kAll16 = 0xFFFF;
 
@@ -206,7 +207,7 @@ QK_INLINE __m512i requant_upper(__m512i v, const OutputStage& os, int64_t col) {
 }
 
 // One tile row of 16*NV full columns (NV = 4 or 2) through the output stage, straight from the
-// accumulators: the common case (full panel, no B zero point, no split store), inlined into the tile after
+// accumulators: the common case (full panel, no split store), inlined into the tile after
 // its k-loop so the accumulators need no trip through memory. Raw int32 is stored as it is. The other
 // modes produce int32 lanes already clamped above (fp32: min(p, qmax - zp) in float, so nothing overflows
 // the conversion; gemmlowp/single: eqs. (17)/(12) on 64-bit lanes, requant.h WideRow); the lower bound is
@@ -240,7 +241,7 @@ QK_INLINE void store_row_fast(void* dst, const OutputStage& os, int64_t col0, __
   }
 }
 
-// The tile's output stage for every other case (partial panels, a B zero point, the depth-to-space split,
+// The tile's output stage for every other case (partial panels, the depth-to-space split,
 // gemmlowp with a left shift), all rows in one call: the accumulators come through a stack buffer (six calls
 // with four zmm arguments each spilled them anyway).
 template <int NV>
@@ -326,7 +327,21 @@ void tile(const TileArgs& t) {
   }
   const OutputStage& os = *t.stage;
   const bool fast_mode = os.mode == RequantMode::kRaw || os.mode == RequantMode::kFp32 || os.wide;
-  if ((NV == 4 || NV == 2) && fast_mode && !t.zb && t.nc == 16 * NV && t.col0 + 16 * NV <= t.split) {
+  if ((NV == 4 || NV == 2) && fast_mode && t.nc == 16 * NV && t.col0 + 16 * NV <= t.split) {
+    if (t.zb) {  // eq. (7)'s row-sum term: acc -= rowsum[r] * zb'[j]
+      const __m512i z0 = _mm512_loadu_si512(t.zb), z1 = _mm512_loadu_si512(t.zb + 16);
+      const __m512i z2 = NV == 4 ? _mm512_loadu_si512(t.zb + 32) : z0, z3 = NV == 4 ? _mm512_loadu_si512(t.zb + 48) : z0;
+#define QK_ROW_ZB(r)                                                                      \
+  if constexpr (MR > r) {                                                                 \
+    const __m512i rs = _mm512_set1_epi32(t.rowsum[r]);                                    \
+    c##r##0 = _mm512_sub_epi32(c##r##0, _mm512_maskz_mullo_epi32(kAll16, rs, z0));        \
+    c##r##1 = _mm512_sub_epi32(c##r##1, _mm512_maskz_mullo_epi32(kAll16, rs, z1));        \
+    if constexpr (NV == 4) c##r##2 = _mm512_sub_epi32(c##r##2, _mm512_maskz_mullo_epi32(kAll16, rs, z2)); \
+    if constexpr (NV == 4) c##r##3 = _mm512_sub_epi32(c##r##3, _mm512_maskz_mullo_epi32(kAll16, rs, z3)); \
+  }
+      QK_EACH_ROW(QK_ROW_ZB)
+#undef QK_ROW_ZB
+    }
 #define QK_ROW_OUT(r, mode) \
   if constexpr (MR > r) store_row_fast<NV, mode>(t.c[r], os, t.col0, c##r##0, c##r##1, c##r##2, c##r##3);
 #define QK_ROW_RAW(r) QK_ROW_OUT(r, RequantMode::kRaw)
