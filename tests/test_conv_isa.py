@@ -142,6 +142,22 @@ def test_conv_large_shapes_split_across_threads(rng, isa_threads):
     np.testing.assert_array_equal(qkern.conv_transpose2x2(x, wd, x_zero_point=3, w_zero_point=1, requant=rq), want)
 
 
+@pytest.mark.parametrize("c", [33, 72])
+@pytest.mark.parametrize(("stride", "padding"), [(1, 1), (1, 0), (2, 1)])
+@pytest.mark.parametrize("tx", QTYPES, ids=lambda t: np.dtype(t).name)
+def test_conv_weight_zero_point_window_sums(rng, isa_threads, c, stride, padding, tx):
+    """Row sums from per-pixel sums (conv3x3.cc WindowSums): inputs over 64 KiB, so the pixel sums run on
+    the pool in several blocks; windows in the padding; scalar and per-channel weight zero points."""
+    x = rand_q(rng, tx, (2, 30, 31, c))
+    w = rand_q(rng, np.int8, (20, 3, 3, c))
+    xz = rand_zp(rng, tx)
+    for wz in (rand_zp(rng, np.int8), rand_zp(rng, np.int8, 20)):
+        for name, rq in (("raw", None), ("fp32-pc", requant_cases(rng, 20)["fp32-pc"])):
+            want = qkern.reference.conv3x3(x, w, stride, padding, xz, wz, None, rq)
+            packed = qkern.PackedConv3x3(w, wz, None, rq, stride=stride, padding=padding)
+            np.testing.assert_array_equal(packed(x, x_zero_point=xz), want, err_msg=f"{name} wz={wz}")
+
+
 def test_packed_conv_follows_isa_changes(rng):
     x = rand_q(rng, np.int8, (1, 6, 5, 20))
     w = rand_q(rng, np.uint8, (9, 3, 3, 20))

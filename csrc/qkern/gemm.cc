@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdlib>
 #include <cstring>
+#include <vector>
 
 #include "qkern/ops.h"
 #include "qkern/scalar_common.h"
@@ -68,6 +69,23 @@ TileChoice tile_kernel_for(Isa isa, int64_t n) {
 ByteSumFn byte_sum_for(Isa isa) {
   QK_REQUIRE(isa == Isa::kAvx512Vnni || isa == Isa::kAvx2, "byte_sum_for: no tile kernels for this ISA");
   return isa == Isa::kAvx512Vnni ? byte_sum__avx512vnni : byte_sum__avx2;
+}
+
+std::vector<uint32_t> row_byte_sums(Isa isa, bool a_signed, const uint8_t* p, int64_t count, int64_t len) {
+  const ByteSumFn sum = byte_sum_for(isa);
+  const uint8_t flip = byte_sum_flip(a_signed);
+  std::vector<uint32_t> sums(static_cast<size_t>(count));
+  // Blocks of rows on the pool when there is enough to read (a 56x56x64 input: about 200 KB).
+  constexpr int64_t kBlockBytes = 64 * 1024;
+  const int64_t rows_per_block = std::max<int64_t>(1, kBlockBytes / std::max<int64_t>(len, 1));
+  const int64_t blocks = (count + rows_per_block - 1) / rows_per_block;
+  const auto run_block = [&](int64_t b) {
+    const int64_t end = std::min(count, (b + 1) * rows_per_block);
+    for (int64_t i = b * rows_per_block; i < end; ++i) sums[static_cast<size_t>(i)] = sum(p + i * len, len, flip);
+  };
+  if (blocks > 1) parallel_for(blocks, run_block);
+  else if (blocks == 1) run_block(0);
+  return sums;
 }
 
 uint64_t next_call_id() {

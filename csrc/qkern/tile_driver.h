@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 #include <vector>
 
 #include "qkern/gemm.h"
@@ -49,12 +50,26 @@ inline void drop_taps(TileArgs& t, int taps, int nrows, uint32_t skipped, uint8_
 // The row-sum routine of the ISA that packed B (psadbw; summing byte by byte took as long as the tile
 // itself on a 64-channel conv).
 ByteSumFn byte_sum_for(Isa isa);
+// How row sums read A's bytes (eq. (7)): u8 as is, s8 biased by 128 (the driver adds the -128*K back when
+// the kernel reads s8 unflipped).
+inline uint8_t byte_sum_flip(bool a_signed) { return a_signed ? 0x80 : 0; }
+// The byte sums (as byte_sum_for(isa) with byte_sum_flip(a_signed), wrapping) of `count` rows of `len`
+// bytes, row i at p + i*len: a conv's per-pixel sums, from which each tile row's sum is nine additions.
+std::vector<uint32_t> row_byte_sums(Isa isa, bool a_signed, const uint8_t* p, int64_t count, int64_t len);
+
+// A RowMap with `bool sums_rows() const` may set t.rowsum[r] itself in fill_a (when it returns true): the
+// sum over taps of the tap's byte sum (byte_sum_flip), without the driver's -128*K term.
+template <class R, class = void>
+struct HasRowSums : std::false_type {};
+template <class R>
+struct HasRowSums<R, std::void_t<decltype(&R::sums_rows)>> : std::true_type {};
 
 // RowMap provides
 //   struct Scratch;  (per task, e.g. an im2col tile buffer)
 //   uint32_t fill_a(TileArgs& t, int64_t tile, int64_t r0, int rows, Scratch& s) const;
 //     sets t.a[tap][r] for tap < taps, r < rows (kernels read only the tile's rows); may refine t.a_version;
-//     returns the taps that point at x_zero_point bytes in every row (0 if none, or no padding)
+//     returns the taps that point at x_zero_point bytes in every row (0 if none, or no padding); with
+//     sums_rows() (optional, see HasRowSums) also t.rowsum[r]
 //   void fill_c(TileArgs& t, int64_t r0, int rows, const Scratch& s) const;
 //     sets t.c[r] (column t.col0, r < rows) and, for a split store, t.split and t.c2[r]; called once per panel, so
 //     anything per row (divisions) belongs in fill_a's scratch
@@ -93,6 +108,8 @@ void run_tiles(const PackedB& pb, DType a_type, int64_t m, int32_t a_zero_point,
   const auto block_begin = [](int64_t b, int64_t count, int64_t blocks) { return b * count / blocks; };
   const uint64_t version = next_call_id() << 32;
   const ByteSumFn byte_sum = pb.has_zb ? byte_sum_for(pb.isa) : nullptr;
+  bool map_sums = false;  // the row map's fill_a sets the tap sums
+  if constexpr (HasRowSums<RowMap>::value) map_sums = pb.has_zb && rows.sums_rows();
 
   auto run_task = [&](int64_t task) {
     const int64_t mb = task / n_blocks, nb = task % n_blocks;
@@ -115,7 +132,9 @@ void run_tiles(const PackedB& pb, DType a_type, int64_t m, int32_t a_zero_point,
       // Row sums of A as the kernel reads it: u8 as is, s8 + 128 when flipped, s8 otherwise.
       for (int r = 0; pb.has_zb && r < nrows; ++r) {
         uint32_t s = a_signed && !flip_a ? 0u - u32(128) * u32(static_cast<int32_t>(pb.k)) : 0u;
-        for (int tap = 0; tap < pb.taps; ++tap) s += byte_sum(t.a[tap][r], pb.tap_k, a_signed ? 0x80 : 0);
+        if (map_sums) s += u32(t.rowsum[r]);
+        else
+          for (int tap = 0; tap < pb.taps; ++tap) s += byte_sum(t.a[tap][r], pb.tap_k, byte_sum_flip(a_signed));
         t.rowsum[r] = static_cast<int32_t>(s);
       }
       t.taps = pb.taps;
