@@ -72,7 +72,8 @@ ByteSumFn byte_sum_for(Isa isa) {
 }
 
 std::vector<uint32_t> row_byte_sums(Isa isa, bool a_signed, const uint8_t* p, int64_t count, int64_t len) {
-  const ByteSumFn sum = byte_sum_for(isa);
+  QK_REQUIRE(isa == Isa::kAvx512Vnni || isa == Isa::kAvx2, "row_byte_sums: no tile kernels for this ISA");
+  const ByteSumsFn sums_of = isa == Isa::kAvx512Vnni ? byte_sums__avx512vnni : byte_sums__avx2;
   const uint8_t flip = byte_sum_flip(a_signed);
   std::vector<uint32_t> sums(static_cast<size_t>(count));
   // Blocks of rows on the pool when there is enough to read (a 56x56x64 input: about 200 KB).
@@ -80,8 +81,8 @@ std::vector<uint32_t> row_byte_sums(Isa isa, bool a_signed, const uint8_t* p, in
   const int64_t rows_per_block = std::max<int64_t>(1, kBlockBytes / std::max<int64_t>(len, 1));
   const int64_t blocks = (count + rows_per_block - 1) / rows_per_block;
   const auto run_block = [&](int64_t b) {
-    const int64_t end = std::min(count, (b + 1) * rows_per_block);
-    for (int64_t i = b * rows_per_block; i < end; ++i) sums[static_cast<size_t>(i)] = sum(p + i * len, len, flip);
+    const int64_t begin = b * rows_per_block, end = std::min(count, begin + rows_per_block);
+    sums_of(p + begin * len, end - begin, len, flip, sums.data() + begin);
   };
   if (blocks > 1) parallel_for(blocks, run_block);
   else if (blocks == 1) run_block(0);
