@@ -5,6 +5,7 @@
 // With C <= kSmallCinMax nine C-deep taps would be mostly tap overhead, so K is split into three taps of
 // 3*C bytes (one kernel row each, contiguous in NHWC) instead; with C <= kPatchCinMax the tile's windows
 // are copied into a patch of 9*C-byte rows and K is one tap.
+#include <algorithm>
 #include <cstring>
 #include <vector>
 
@@ -76,27 +77,6 @@ struct ConvTaps {
     }
     return padded;
   }
-
-  // Sum over the nine taps of the tapped pixels' byte sums (pixel_sums: one per input pixel, as
-  // row_byte_sums), pad_sum for a tap in the padding; wrapping, as the driver's own row sums.
-  uint32_t window_sum(const Pos& p, const uint32_t* pixel_sums, uint32_t pad_sum) const {
-    const int64_t iy0p = iy0(p), ix0p = ix0(p);
-    const uint32_t* image = pixel_sums + p.img * in->height * in->width;
-    uint32_t s = 0;
-    if (inside(p)) {
-      const uint32_t* c = image + iy0p * in->width + ix0p;
-      for (int dy = 0; dy < 3; ++dy, c += in->width) s += c[0] + c[1] + c[2];
-      return s;
-    }
-    for (int dy = 0; dy < 3; ++dy) {
-      const int64_t iy = iy0p + dy;
-      for (int dx = 0; dx < 3; ++dx) {
-        const int64_t ix = ix0p + dx;
-        s += iy >= 0 && iy < in->height && ix >= 0 && ix < in->width ? image[iy * in->width + ix] : pad_sum;
-      }
-    }
-    return s;
-  }
 };
 
 struct OutRows {
@@ -108,17 +88,8 @@ struct OutRows {
   }
 };
 
-// With a weight zero point, a tile's row sums (eq. (7)) from per-pixel byte sums made once per call: each
-// input pixel is in up to nine windows, and summing every tap of every window took 5-10% of a 64-channel
-// conv. Every pixel of a window counts, in the image or not, whatever the taps' layout.
-struct WindowSums {
-  const uint32_t* pixel_sums = nullptr;  // row_byte_sums of the input pixels, or null
-  uint32_t pad_sum = 0;                  // the same of a padding pixel (C bytes of x_zero_point)
-  bool sums_rows() const { return pixel_sums != nullptr; }
-};
-
 // Nine taps read in place.
-struct TableRows : OutRows, WindowSums {
+struct TableRows : OutRows {
   struct Scratch {
     ConvTaps::Pos cursor;
   };
@@ -130,7 +101,6 @@ struct TableRows : OutRows, WindowSums {
     for (int r = 0; r < rows; ++r, taps.next(p)) {
       all_padded &= taps.taps_of(p, ptrs);
       for (int tap = 0; tap < kMaxTaps; ++tap) t.a[tap][r] = ptrs[tap];
-      if (pixel_sums) t.rowsum[r] = static_cast<int32_t>(taps.window_sum(p, pixel_sums, pad_sum));
     }
     s.cursor = p;
     return all_padded;
@@ -140,7 +110,7 @@ struct TableRows : OutRows, WindowSums {
 // Three taps, one per kernel row: the 3*C bytes of a kernel row are three adjacent input pixels, so they
 // are read in place. Only a kernel row that crosses the left or right border is assembled, in the tile's
 // scratch, from its pixels and x_zero_point bytes; a kernel row above or below the image is the za_row.
-struct KernelRowTaps : OutRows, WindowSums {
+struct KernelRowTaps : OutRows {
   struct Scratch {
     alignas(64) uint8_t rows[kMaxMR][3][3 * kSmallCinMax];
     ConvTaps::Pos cursor;
@@ -154,7 +124,6 @@ struct KernelRowTaps : OutRows, WindowSums {
     uint32_t all_padded = ~0u;  // kernel rows above or below the image in every row of the tile
     ConvTaps::Pos p = taps.seek(s.cursor, r0);
     for (int r = 0; r < rows; ++r, taps.next(p)) {
-      if (pixel_sums) t.rowsum[r] = static_cast<int32_t>(taps.window_sum(p, pixel_sums, pad_sum));
       if (taps.inside(p)) {  // most pixels
         const uint8_t* corner = taps.corner(p);
         t.a[0][r] = corner;
@@ -238,6 +207,54 @@ struct PatchRows : OutRows {
   }
 };
 
+// Eq. (7)'s row sums of every output pixel, for a weight zero point (run_tiles' tap_sums): each input
+// pixel's byte sum once (row_byte_sums), then per output pixel the nine of its window, a padding pixel
+// counting as C bytes of x_zero_point (za_row). Each input pixel is in up to nine windows; tiles summing
+// their own taps (a psadbw call per tap and row) made the whole conv 1.06-1.39x slower for C = 8-64.
+std::vector<uint32_t> window_sums(Isa isa, const ConvInput& in, const uint8_t* x, bool x_signed,
+                                  const uint8_t* za_row) {
+  const int64_t h = in.height, w = in.width, oh = in.out_height(), ow = in.out_width();
+  const int64_t stride = in.stride, pad = in.padding;
+  const std::vector<uint32_t> pixel = row_byte_sums(isa, x_signed, x, in.batch * h * w, in.channels);
+  const uint32_t pad_sum = byte_sum_for(isa)(za_row, in.channels, byte_sum_flip(x_signed));
+  // Output columns whose window is inside the image horizontally: [ox_in, ox_out).
+  const int64_t ox_in = std::min(ow, (pad + stride - 1) / stride);
+  const int64_t ox_out = std::max(ox_in, std::min(ow, w - 3 + pad >= 0 ? (w - 3 + pad) / stride + 1 : 0));
+  std::vector<uint32_t> sums(static_cast<size_t>(in.batch * oh * ow));
+  const auto out_row = [&](int64_t row) {  // row = image * oh + oy
+    const int64_t img = row / oh, oy = row % oh;
+    uint32_t* out = sums.data() + row * ow;
+    for (int64_t ox = 0; ox < ow; ++ox) out[ox] = 0;
+    for (int64_t iy = oy * stride - pad; iy < oy * stride - pad + 3; ++iy) {
+      if (iy < 0 || iy >= h) {
+        for (int64_t ox = 0; ox < ow; ++ox) out[ox] += 3 * pad_sum;
+        continue;
+      }
+      const uint32_t* px = pixel.data() + (img * h + iy) * w;
+      const auto border = [&](int64_t ox) {
+        uint32_t s = 0;
+        for (int64_t ix = ox * stride - pad; ix < ox * stride - pad + 3; ++ix) s += ix >= 0 && ix < w ? px[ix] : pad_sum;
+        return s;
+      };
+      for (int64_t ox = 0; ox < ox_in; ++ox) out[ox] += border(ox);
+      for (int64_t ox = ox_in; ox < ox_out; ++ox) {
+        const uint32_t* q = px + ox * stride - pad;
+        out[ox] += q[0] + q[1] + q[2];
+      }
+      for (int64_t ox = ox_out; ox < ow; ++ox) out[ox] += border(ox);
+    }
+  };
+  // Blocks of output rows on the pool once there are enough of them.
+  const int64_t rows = in.batch * oh, rows_per_block = std::max<int64_t>(1, 4096 / std::max<int64_t>(ow, 1));
+  const int64_t blocks = (rows + rows_per_block - 1) / rows_per_block;
+  const auto run_block = [&](int64_t b) {
+    for (int64_t row = b * rows_per_block; row < std::min(rows, (b + 1) * rows_per_block); ++row) out_row(row);
+  };
+  if (blocks > 1) parallel_for(blocks, run_block);
+  else if (blocks == 1) run_block(0);
+  return sums;
+}
+
 }  // namespace
 
 std::unique_ptr<PackedB> pack_conv3x3(Isa isa, const void* w, DType w_type, int64_t out_channels,
@@ -261,33 +278,28 @@ void conv3x3_packed(const PackedB& pb, const ConvInput& in, const void* x, DType
   const ConvTaps taps(&in, xb, za_row.data());
   const OutRows outs{static_cast<char*>(out), pb.n * esize, esize};
   const int64_t m = in.batch * oh * ow;
+  // With a weight zero point, row sums from the input's pixel sums (window_sums), except on the patch
+  // path: there each tile row is one call over 9*C <= 54 bytes, and the pass costs more (one core: first
+  // layer 0.78x, C = 6 0.98x with the pass; C = 8 1.26-1.39x, 16 1.19-1.25x, 32 1.15x, 64 s2 1.06x).
+  std::vector<uint32_t> tap_sums;
+  if (pb.has_zb && pb.taps != 1) tap_sums = window_sums(pb.isa, in, xb, x_type == DType::kInt8, za_row.data());
+  const uint32_t* sums = tap_sums.empty() ? nullptr : tap_sums.data();
   if (pb.taps == 1) {
     switch (in.channels) {
-      case 1: return run_tiles(pb, x_type, m, x_zero_point, PatchRows<1>{outs, taps});
-      case 2: return run_tiles(pb, x_type, m, x_zero_point, PatchRows<2>{outs, taps});
-      case 3: return run_tiles(pb, x_type, m, x_zero_point, PatchRows<3>{outs, taps});
-      case 4: return run_tiles(pb, x_type, m, x_zero_point, PatchRows<4>{outs, taps});
-      case 5: return run_tiles(pb, x_type, m, x_zero_point, PatchRows<5>{outs, taps});
-      case 6: return run_tiles(pb, x_type, m, x_zero_point, PatchRows<6>{outs, taps});
+      case 1: return run_tiles(pb, x_type, m, x_zero_point, PatchRows<1>{outs, taps}, sums);
+      case 2: return run_tiles(pb, x_type, m, x_zero_point, PatchRows<2>{outs, taps}, sums);
+      case 3: return run_tiles(pb, x_type, m, x_zero_point, PatchRows<3>{outs, taps}, sums);
+      case 4: return run_tiles(pb, x_type, m, x_zero_point, PatchRows<4>{outs, taps}, sums);
+      case 5: return run_tiles(pb, x_type, m, x_zero_point, PatchRows<5>{outs, taps}, sums);
+      case 6: return run_tiles(pb, x_type, m, x_zero_point, PatchRows<6>{outs, taps}, sums);
       default: QK_REQUIRE(false, "conv3x3_packed: weights packed for the patch path (C <= kPatchCinMax)");
     }
   }
-  std::vector<uint32_t> pixel_sums;
-  WindowSums sums;
-  // Per-pixel sums cost one byte_sum call per input pixel. With stride 2 there are four input pixels per
-  // output pixel, while a kernel-row tap sums its three pixels in one call (three calls per output pixel):
-  // that path keeps the tile's own sums (measured 0.91 against 0.88 of the speed without a zero point).
-  if (pb.has_zb && (in.stride == 1 || pb.taps == 9)) {
-    const bool x_signed = x_type == DType::kInt8;
-    pixel_sums = row_byte_sums(pb.isa, x_signed, xb, in.batch * in.height * in.width, in.channels);
-    sums.pixel_sums = pixel_sums.data();
-    sums.pad_sum = byte_sum_for(pb.isa)(za_row.data(), in.channels, byte_sum_flip(x_signed));
-  }
   if (pb.taps == 3) {
     QK_REQUIRE(in.channels <= kSmallCinMax, "conv3x3_packed: weights packed for the small-C path");
-    run_tiles(pb, x_type, m, x_zero_point, KernelRowTaps{outs, sums, taps});
+    run_tiles(pb, x_type, m, x_zero_point, KernelRowTaps{outs, taps}, sums);
   } else {
-    run_tiles(pb, x_type, m, x_zero_point, TableRows{outs, sums, taps});
+    run_tiles(pb, x_type, m, x_zero_point, TableRows{outs, taps}, sums);
   }
 }
 

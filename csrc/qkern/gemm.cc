@@ -71,6 +71,20 @@ ByteSumFn byte_sum_for(Isa isa) {
   return isa == Isa::kAvx512Vnni ? byte_sum__avx512vnni : byte_sum__avx2;
 }
 
+namespace {
+
+// A first layer's pixels (C <= 15): bytes added one by one beat a masked vector load and its reduction
+// per pixel.
+void byte_sums_scalar(const uint8_t* p, int64_t rows, int64_t n, uint8_t flip, uint32_t* __restrict out) {
+  for (int64_t r = 0; r < rows; ++r, p += n) {
+    uint32_t s = 0;
+    for (int64_t j = 0; j < n; ++j) s += static_cast<uint8_t>(p[j] ^ flip);
+    out[r] = s;
+  }
+}
+
+}  // namespace
+
 std::vector<uint32_t> row_byte_sums(Isa isa, bool a_signed, const uint8_t* p, int64_t count, int64_t len) {
   QK_REQUIRE(isa == Isa::kAvx512Vnni || isa == Isa::kAvx2, "row_byte_sums: no tile kernels for this ISA");
   const ByteSumsFn sums_of = isa == Isa::kAvx512Vnni ? byte_sums__avx512vnni : byte_sums__avx2;
@@ -82,7 +96,7 @@ std::vector<uint32_t> row_byte_sums(Isa isa, bool a_signed, const uint8_t* p, in
   const int64_t blocks = (count + rows_per_block - 1) / rows_per_block;
   const auto run_block = [&](int64_t b) {
     const int64_t begin = b * rows_per_block, end = std::min(count, begin + rows_per_block);
-    sums_of(p + begin * len, end - begin, len, flip, sums.data() + begin);
+    (len >= 16 ? sums_of : byte_sums_scalar)(p + begin * len, end - begin, len, flip, sums.data() + begin);
   };
   if (blocks > 1) parallel_for(blocks, run_block);
   else if (blocks == 1) run_block(0);

@@ -7,7 +7,6 @@
 #include <algorithm>
 #include <cstdint>
 #include <limits>
-#include <type_traits>
 #include <vector>
 
 #include "qkern/gemm.h"
@@ -57,24 +56,20 @@ inline uint8_t byte_sum_flip(bool a_signed) { return a_signed ? 0x80 : 0; }
 // bytes, row i at p + i*len: a conv's per-pixel sums, from which each tile row's sum is nine additions.
 std::vector<uint32_t> row_byte_sums(Isa isa, bool a_signed, const uint8_t* p, int64_t count, int64_t len);
 
-// A RowMap with `bool sums_rows() const` may set t.rowsum[r] itself in fill_a (when it returns true): the
-// sum over taps of the tap's byte sum (byte_sum_flip), without the driver's -128*K term.
-template <class R, class = void>
-struct HasRowSums : std::false_type {};
-template <class R>
-struct HasRowSums<R, std::void_t<decltype(&R::sums_rows)>> : std::true_type {};
 
 // RowMap provides
 //   struct Scratch;  (per task, e.g. an im2col tile buffer)
 //   uint32_t fill_a(TileArgs& t, int64_t tile, int64_t r0, int rows, Scratch& s) const;
 //     sets t.a[tap][r] for tap < taps, r < rows (kernels read only the tile's rows); may refine t.a_version;
-//     returns the taps that point at x_zero_point bytes in every row (0 if none, or no padding); with
-//     sums_rows() (optional, see HasRowSums) also t.rowsum[r]
+//     returns the taps that point at x_zero_point bytes in every row (0 if none, or no padding)
 //   void fill_c(TileArgs& t, int64_t r0, int rows, const Scratch& s) const;
 //     sets t.c[r] (column t.col0, r < rows) and, for a split store, t.split and t.c2[r]; called once per panel, so
 //     anything per row (divisions) belongs in fill_a's scratch
+// tap_sums (optional, m entries): each row's sum over taps of byte sums (byte_sum_flip, wrapping), made by
+// the caller when that is cheaper (a conv: from per-pixel sums); null: each tile sums its own rows.
 template <class RowMap>
-void run_tiles(const PackedB& pb, DType a_type, int64_t m, int32_t a_zero_point, const RowMap& rows) {
+void run_tiles(const PackedB& pb, DType a_type, int64_t m, int32_t a_zero_point, const RowMap& rows,
+               const uint32_t* tap_sums = nullptr) {
   const TileChoice choice = tile_kernel_for(pb.isa, pb.n);
   const TileKernel kernel = choice.kernel;
   QK_REQUIRE(kernel != nullptr, "packed for an ISA without a kernel");
@@ -108,8 +103,6 @@ void run_tiles(const PackedB& pb, DType a_type, int64_t m, int32_t a_zero_point,
   const auto block_begin = [](int64_t b, int64_t count, int64_t blocks) { return b * count / blocks; };
   const uint64_t version = next_call_id() << 32;
   const ByteSumFn byte_sum = pb.has_zb ? byte_sum_for(pb.isa) : nullptr;
-  bool map_sums = false;  // the row map's fill_a sets the tap sums
-  if constexpr (HasRowSums<RowMap>::value) map_sums = pb.has_zb && rows.sums_rows();
 
   auto run_task = [&](int64_t task) {
     const int64_t mb = task / n_blocks, nb = task % n_blocks;
@@ -132,7 +125,7 @@ void run_tiles(const PackedB& pb, DType a_type, int64_t m, int32_t a_zero_point,
       // Row sums of A as the kernel reads it: u8 as is, s8 + 128 when flipped, s8 otherwise.
       for (int r = 0; pb.has_zb && r < nrows; ++r) {
         uint32_t s = a_signed && !flip_a ? 0u - u32(128) * u32(static_cast<int32_t>(pb.k)) : 0u;
-        if (map_sums) s += u32(t.rowsum[r]);
+        if (tap_sums) s += tap_sums[r0 + r];
         else
           for (int tap = 0; tap < pb.taps; ++tap) s += byte_sum(t.a[tap][r], pb.tap_k, byte_sum_flip(a_signed));
         t.rowsum[r] = static_cast<int32_t>(s);
