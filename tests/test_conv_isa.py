@@ -142,13 +142,14 @@ def test_conv_large_shapes_split_across_threads(rng, isa_threads):
     np.testing.assert_array_equal(qkern.conv_transpose2x2(x, wd, x_zero_point=3, w_zero_point=1, requant=rq), want)
 
 
-@pytest.mark.parametrize("c", [9, 33, 72])
+@pytest.mark.parametrize("c", [4, 9, 33, 72])
 @pytest.mark.parametrize(("stride", "padding"), [(1, 1), (1, 0), (2, 1), (2, 0)])
 @pytest.mark.parametrize("tx", QTYPES, ids=lambda t: np.dtype(t).name)
 def test_conv_weight_zero_point_window_sums(rng, isa_threads, c, stride, padding, tx):
-    """Row sums from per-pixel sums (conv3x3.cc window_sums): inputs over 64 KiB, so the pixel sums run on
-    the pool in several blocks; windows in the padding; C below and above the byte-wise pixel-sum limit;
-    scalar and per-channel weight zero points."""
+    """Row sums from per-pixel sums (conv3x3.cc window_sums): the patch (C = 4), kernel-row (9, 33) and
+    nine-tap (72) paths, pixel sums byte-wise (C < 16) and by psadbw, an input over 64 KiB (C = 72: the
+    pixel sums run on the pool in several blocks), windows in the padding, scalar and per-channel weight
+    zero points."""
     x = rand_q(rng, tx, (2, 30, 31, c))
     w = rand_q(rng, np.int8, (20, 3, 3, c))
     xz = rand_zp(rng, tx)

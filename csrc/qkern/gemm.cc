@@ -73,13 +73,25 @@ ByteSumFn byte_sum_for(Isa isa) {
 
 namespace {
 
-// A first layer's pixels (C <= 15): bytes added one by one beat a masked vector load and its reduction
-// per pixel.
-void byte_sums_scalar(const uint8_t* p, int64_t rows, int64_t n, uint8_t flip, uint32_t* __restrict out) {
-  for (int64_t r = 0; r < rows; ++r, p += n) {
+// A first layer's pixels (C <= 15): bytes added one by one (the count a constant, so the loop unrolls) beat
+// a masked vector load and its reduction per pixel.
+template <int kN>
+void byte_sums_small(const uint8_t* p, int64_t rows, uint8_t flip, uint32_t* __restrict out) {
+  for (int64_t r = 0; r < rows; ++r, p += kN) {
     uint32_t s = 0;
-    for (int64_t j = 0; j < n; ++j) s += static_cast<uint8_t>(p[j] ^ flip);
+    for (int j = 0; j < kN; ++j) s += static_cast<uint8_t>(p[j] ^ flip);
     out[r] = s;
+  }
+}
+
+void byte_sums_scalar(const uint8_t* p, int64_t rows, int64_t n, uint8_t flip, uint32_t* out) {
+  switch (n) {
+#define QK_SMALL(N) \
+  case N: return byte_sums_small<N>(p, rows, flip, out);
+    QK_SMALL(1) QK_SMALL(2) QK_SMALL(3) QK_SMALL(4) QK_SMALL(5) QK_SMALL(6) QK_SMALL(7) QK_SMALL(8)
+    QK_SMALL(9) QK_SMALL(10) QK_SMALL(11) QK_SMALL(12) QK_SMALL(13) QK_SMALL(14) QK_SMALL(15)
+#undef QK_SMALL
+    default: QK_REQUIRE(false, "byte_sums_scalar: rows of 1-15 bytes only");
   }
 }
 
