@@ -216,7 +216,8 @@ std::vector<uint32_t> window_sums(Isa isa, const ConvInput& in, const uint8_t* x
   const int64_t h = in.height, w = in.width, oh = in.out_height(), ow = in.out_width();
   const int64_t stride = in.stride, pad = in.padding;
   const std::vector<uint32_t> pixel = row_byte_sums(isa, x_signed, x, in.batch * h * w, in.channels);
-  const uint32_t pad_sum = byte_sum_for(isa)(za_row, in.channels, byte_sum_flip(x_signed));
+  uint32_t pad_sum = 0;
+  byte_sums(isa, za_row, 1, 0, in.channels, byte_sum_flip(x_signed), &pad_sum);
   // Output columns whose window is inside the image horizontally: [ox_in, ox_out).
   const int64_t ox_in = std::min(ow, (pad + stride - 1) / stride);
   const int64_t ox_out = std::max(ox_in, std::min(ow, w - 3 + pad >= 0 ? (w - 3 + pad) / stride + 1 : 0));

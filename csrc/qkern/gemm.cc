@@ -66,40 +66,34 @@ TileChoice tile_kernel_for(Isa isa, int64_t n) {
   return best ? TileChoice{best->tile, best->mr} : TileChoice{nullptr, 0};
 }
 
-ByteSumFn byte_sum_for(Isa isa) {
-  QK_REQUIRE(isa == Isa::kAvx512Vnni || isa == Isa::kAvx2, "byte_sum_for: no tile kernels for this ISA");
-  return isa == Isa::kAvx512Vnni ? byte_sum__avx512vnni : byte_sum__avx2;
-}
-
 namespace {
 
 // A first layer's pixels (C <= 15): bytes added one by one (the count a constant, so the loop unrolls) beat
 // a masked vector load and its reduction per pixel.
 template <int kN>
-void byte_sums_small(const uint8_t* p, int64_t rows, uint8_t flip, uint32_t* __restrict out) {
-  for (int64_t r = 0; r < rows; ++r, p += kN) {
+void byte_sums_small(const uint8_t* p, int64_t rows, int64_t stride, uint8_t flip, uint32_t* __restrict out) {
+  for (int64_t r = 0; r < rows; ++r, p += stride) {
     uint32_t s = 0;
     for (int j = 0; j < kN; ++j) s += static_cast<uint8_t>(p[j] ^ flip);
     out[r] = s;
   }
 }
 
-void byte_sums_scalar(const uint8_t* p, int64_t rows, int64_t n, uint8_t flip, uint32_t* out) {
+}  // namespace
+
+void byte_sums(Isa isa, const uint8_t* p, int64_t rows, int64_t stride, int64_t n, uint8_t flip, uint32_t* out) {
+  QK_REQUIRE(isa == Isa::kAvx512Vnni || isa == Isa::kAvx2, "byte_sums: no tile kernels for this ISA");
   switch (n) {
 #define QK_SMALL(N) \
-  case N: return byte_sums_small<N>(p, rows, flip, out);
+  case N: return byte_sums_small<N>(p, rows, stride, flip, out);
     QK_SMALL(1) QK_SMALL(2) QK_SMALL(3) QK_SMALL(4) QK_SMALL(5) QK_SMALL(6) QK_SMALL(7) QK_SMALL(8)
     QK_SMALL(9) QK_SMALL(10) QK_SMALL(11) QK_SMALL(12) QK_SMALL(13) QK_SMALL(14) QK_SMALL(15)
 #undef QK_SMALL
-    default: QK_REQUIRE(false, "byte_sums_scalar: rows of 1-15 bytes only");
+    default: (isa == Isa::kAvx512Vnni ? byte_sums__avx512vnni : byte_sums__avx2)(p, rows, stride, n, flip, out);
   }
 }
 
-}  // namespace
-
 std::vector<uint32_t> row_byte_sums(Isa isa, bool a_signed, const uint8_t* p, int64_t count, int64_t len) {
-  QK_REQUIRE(isa == Isa::kAvx512Vnni || isa == Isa::kAvx2, "row_byte_sums: no tile kernels for this ISA");
-  const ByteSumsFn sums_of = isa == Isa::kAvx512Vnni ? byte_sums__avx512vnni : byte_sums__avx2;
   const uint8_t flip = byte_sum_flip(a_signed);
   std::vector<uint32_t> sums(static_cast<size_t>(count));
   // Blocks of rows on the pool when there is enough to read (a 56x56x64 input: about 200 KB).
@@ -108,7 +102,7 @@ std::vector<uint32_t> row_byte_sums(Isa isa, bool a_signed, const uint8_t* p, in
   const int64_t blocks = (count + rows_per_block - 1) / rows_per_block;
   const auto run_block = [&](int64_t b) {
     const int64_t begin = b * rows_per_block, end = std::min(count, begin + rows_per_block);
-    (len >= 16 ? sums_of : byte_sums_scalar)(p + begin * len, end - begin, len, flip, sums.data() + begin);
+    byte_sums(isa, p + begin * len, end - begin, len, len, flip, sums.data() + begin);
   };
   if (blocks > 1) parallel_for(blocks, run_block);
   else if (blocks == 1) run_block(0);

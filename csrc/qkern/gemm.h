@@ -119,14 +119,11 @@ void tile_gemm_12x32c4__avx512vnni(const TileArgs& t, int mr);
 void pack_b_avx2(PackedB& pb, const BSource& b);
 void tile_gemm_6x16c2__avx2(const TileArgs& t, int mr);
 
-// Sum of n bytes, each read as u8 after xor with `flip` (0, or 0x80: s8 + 128): eq. (7)'s row sums of A.
-using ByteSumFn = uint32_t (*)(const uint8_t* p, int64_t n, uint8_t flip);
-uint32_t byte_sum__avx512vnni(const uint8_t* p, int64_t n, uint8_t flip);
-uint32_t byte_sum__avx2(const uint8_t* p, int64_t n, uint8_t flip);
-// The same for `rows` rows of n bytes each, row r at p + r*n, into out[r].
-using ByteSumsFn = void (*)(const uint8_t* p, int64_t rows, int64_t n, uint8_t flip, uint32_t* out);
-void byte_sums__avx512vnni(const uint8_t* p, int64_t rows, int64_t n, uint8_t flip, uint32_t* out);
-void byte_sums__avx2(const uint8_t* p, int64_t rows, int64_t n, uint8_t flip, uint32_t* out);
+// Eq. (7)'s row sums of A: for `rows` rows of n bytes, row r at p + r*stride, the sum of the row's bytes,
+// each read as u8 after xor with `flip` (0, or 0x80: s8 + 128), into out[r] (wrapping).
+void byte_sums__avx512vnni(const uint8_t* p, int64_t rows, int64_t stride, int64_t n, uint8_t flip,
+                           uint32_t* out);
+void byte_sums__avx2(const uint8_t* p, int64_t rows, int64_t stride, int64_t n, uint8_t flip, uint32_t* out);
 
 // Calls f(kk, src) for every row of the padded packed K (tap-major): src is the row's offset in the
 // source (k * ld_k), or -1 for a padding row.

@@ -46,16 +46,30 @@ inline void drop_taps(TileArgs& t, int taps, int nrows, uint32_t skipped, uint8_
   t.tap_b = kept_taps;
 }
 
-// The row-sum routine of the ISA that packed B (psadbw; summing byte by byte took as long as the tile
-// itself on a 64-channel conv).
-ByteSumFn byte_sum_for(Isa isa);
 // How row sums read A's bytes (eq. (7)): u8 as is, s8 biased by 128 (the driver adds the -128*K back when
 // the kernel reads s8 unflipped).
 inline uint8_t byte_sum_flip(bool a_signed) { return a_signed ? 0x80 : 0; }
-// The byte sums (as byte_sum_for(isa) with byte_sum_flip(a_signed), wrapping) of `count` rows of `len`
-// bytes, row i at p + i*len: a conv's per-pixel sums, from which each tile row's sum is nine additions.
+// The row sums of the ISA that packed B (byte_sums__<isa>: psadbw; summing byte by byte took as long as the
+// tile itself on a 64-channel conv), except rows of 1-15 bytes, added byte by byte.
+void byte_sums(Isa isa, const uint8_t* p, int64_t rows, int64_t stride, int64_t n, uint8_t flip, uint32_t* out);
+// byte_sums with byte_sum_flip(a_signed) of `count` rows of `len` bytes, row i at p + i*len, on the pool: a
+// conv's per-pixel sums, from which each tile row's sum is nine additions.
 std::vector<uint32_t> row_byte_sums(Isa isa, bool a_signed, const uint8_t* p, int64_t count, int64_t len);
 
+
+// Adds to sums[r] the byte sums of one tap's tile rows, in one batched call: without tap_sums the row
+// maps' rows are evenly spaced (GEMM and deconv rows, a first layer's patch rows), which is checked.
+inline void add_tap_sums(Isa isa, const uint8_t* const* rows, int nrows, int64_t len, bool a_signed,
+                         uint32_t* sums) {
+  const auto at = [&](int r) { return reinterpret_cast<uintptr_t>(rows[r]); };
+  const uintptr_t step = nrows > 1 ? at(1) - at(0) : 0;
+  bool even = true;
+  for (int r = 2; r < nrows; ++r) even = even && at(r) - at(r - 1) == step;
+  QK_REQUIRE(even, "run_tiles: row sums need evenly spaced rows or tap_sums");
+  uint32_t part[kMaxMR];
+  byte_sums(isa, rows[0], nrows, static_cast<int64_t>(static_cast<intptr_t>(step)), len, byte_sum_flip(a_signed), part);
+  for (int r = 0; r < nrows; ++r) sums[r] += part[r];
+}
 
 // RowMap provides
 //   struct Scratch;  (per task, e.g. an im2col tile buffer)
@@ -102,7 +116,6 @@ void run_tiles(const PackedB& pb, DType a_type, int64_t m, int32_t a_zero_point,
   // time run as 2 + 2, not 3 + 1).
   const auto block_begin = [](int64_t b, int64_t count, int64_t blocks) { return b * count / blocks; };
   const uint64_t version = next_call_id() << 32;
-  const ByteSumFn byte_sum = pb.has_zb ? byte_sum_for(pb.isa) : nullptr;
 
   auto run_task = [&](int64_t task) {
     const int64_t mb = task / n_blocks, nb = task % n_blocks;
@@ -123,12 +136,14 @@ void run_tiles(const PackedB& pb, DType a_type, int64_t m, int32_t a_zero_point,
       t.a_version = version;
       const uint32_t skipped = rows.fill_a(t, tile, r0, nrows, scratch);
       // Row sums of A as the kernel reads it: u8 as is, s8 + 128 when flipped, s8 otherwise.
-      for (int r = 0; pb.has_zb && r < nrows; ++r) {
-        uint32_t s = a_signed && !flip_a ? 0u - u32(128) * u32(static_cast<int32_t>(pb.k)) : 0u;
-        if (tap_sums) s += tap_sums[r0 + r];
+      if (pb.has_zb) {
+        const uint32_t base = a_signed && !flip_a ? 0u - u32(128) * u32(static_cast<int32_t>(pb.k)) : 0u;
+        uint32_t sums[kMaxMR] = {};
+        if (tap_sums)
+          for (int r = 0; r < nrows; ++r) sums[r] = tap_sums[r0 + r];
         else
-          for (int tap = 0; tap < pb.taps; ++tap) s += byte_sum(t.a[tap][r], pb.tap_k, byte_sum_flip(a_signed));
-        t.rowsum[r] = static_cast<int32_t>(s);
+          for (int tap = 0; tap < pb.taps; ++tap) add_tap_sums(pb.isa, t.a[tap], nrows, pb.tap_k, a_signed, sums);
+        for (int r = 0; r < nrows; ++r) t.rowsum[r] = static_cast<int32_t>(base + sums[r]);
       }
       t.taps = pb.taps;
       t.tap_b = kAllTaps;

@@ -23,13 +23,9 @@ inline uint32_t row_sum(const uint8_t* p, int64_t n, uint8_t flip, __m256i x) {
 
 }  // namespace
 
-uint32_t byte_sum__avx2(const uint8_t* p, int64_t n, uint8_t flip) {
-  return row_sum(p, n, flip, _mm256_set1_epi8(static_cast<char>(flip)));
-}
-
-void byte_sums__avx2(const uint8_t* p, int64_t rows, int64_t n, uint8_t flip, uint32_t* out) {
+void byte_sums__avx2(const uint8_t* p, int64_t rows, int64_t stride, int64_t n, uint8_t flip, uint32_t* out) {
   const __m256i x = _mm256_set1_epi8(static_cast<char>(flip));
-  for (int64_t r = 0; r < rows; ++r) out[r] = row_sum(p + r * n, n, flip, x);
+  for (int64_t r = 0; r < rows; ++r) out[r] = row_sum(p + r * stride, n, flip, x);
 }
 
 }  // namespace qk

@@ -29,17 +29,14 @@ inline __mmask64 tail_mask(int64_t n) { return n % 64 ? (__mmask64{1} << (n % 64
 
 }  // namespace
 
-uint32_t byte_sum__avx512vnni(const uint8_t* p, int64_t n, uint8_t flip) {
-  return row_sum(p, n / 64 * 64, tail_mask(n), _mm512_set1_epi8(static_cast<char>(flip)));
-}
-
-// Many short rows in one call (a conv's pixels): the mask is made once and the rows' reductions overlap;
-// one call per 32-byte pixel cost about 70 cycles.
-void byte_sums__avx512vnni(const uint8_t* p, int64_t rows, int64_t n, uint8_t flip, uint32_t* out) {
+// Many rows in one call (a conv's pixels, a tile's rows): the mask is made once and the rows' reductions
+// overlap; one call per 32-byte pixel cost about 70 cycles.
+void byte_sums__avx512vnni(const uint8_t* p, int64_t rows, int64_t stride, int64_t n, uint8_t flip,
+                           uint32_t* out) {
   const __m512i x = _mm512_set1_epi8(static_cast<char>(flip));
   const int64_t full = n / 64 * 64;
   const __mmask64 rest = tail_mask(n);
-  for (int64_t r = 0; r < rows; ++r) out[r] = row_sum(p + r * n, full, rest, x);
+  for (int64_t r = 0; r < rows; ++r) out[r] = row_sum(p + r * stride, full, rest, x);
 }
 
 }  // namespace qk
