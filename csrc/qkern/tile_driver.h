@@ -56,7 +56,6 @@ void byte_sums(Isa isa, const uint8_t* p, int64_t rows, int64_t stride, int64_t 
 // conv's per-pixel sums, from which each tile row's sum is nine additions.
 std::vector<uint32_t> row_byte_sums(Isa isa, bool a_signed, const uint8_t* p, int64_t count, int64_t len);
 
-
 // Adds to sums[r] the byte sums of one tap's tile rows, in one batched call: without tap_sums the row
 // maps' rows are evenly spaced (GEMM and deconv rows, a first layer's patch rows), which is checked.
 inline void add_tap_sums(Isa isa, const uint8_t* const* rows, int nrows, int64_t len, bool a_signed,
