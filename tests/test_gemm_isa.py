@@ -346,6 +346,30 @@ def test_epilogue_extremes_every_isa(rng, isa_threads):
     _check(a, b, 128, 0, fbias, relu, "fp32 relu")
 
 
+@pytest.mark.parametrize("cols", [64, 32, 17], ids=["6x64-panel", "12x32-tile", "partial-panel"])
+def test_epilogue_fp32_products_beyond_int32_every_isa(rng, isa_threads, cols):
+    """Accumulators at the ends of int32 times "fp32" multipliers just below 1 (the product stays under
+    2^31: the epilogue skips the float clamp) and at or above 1 (the product passes 2^31 and must clamp to
+    qmax / qmin, not wrap through the float-to-int conversion)."""
+    near_one = np.float32(1.0) - np.float32(2.0**-24)  # the largest float32 below 1
+    a = np.concatenate([np.arange(0, 8), np.arange(124, 132), np.arange(248, 256)]).astype(np.uint8)[:, None]
+    b = np.ones((1, cols), np.int8)
+    edge = rng.choice([2**31 - 1 - 127, -(2**31) + 128], cols).astype(np.int32)  # acc = a - 128 + bias
+    multipliers = {
+        "below 1": rng.choice([near_one, np.float32(0.75), np.float32(2.0**-20)], cols),
+        "all 1": np.ones(cols),
+        "above 1": rng.choice([np.float32(1.0), np.float32(1.5), np.float32(1000.0)], cols),
+    }
+    multipliers["below 1"][:2] = near_one
+    for name, fmult in multipliers.items():
+        fmult = fmult.astype(np.float32)
+        for zp, dtype, qmin, qmax in ((-7, "int8", None, None), (0, "uint8", None, None), (9, "uint8", 9, 200)):
+            rq = qkern.Requant(fmult, zero_point=zp, dtype=dtype, qmin=qmin, qmax=qmax, rounding="fp32")
+            want = qkern.reference.gemm(a, b, 128, 0, edge, rq)
+            assert np.isin(want, [rq.qmin, rq.qmax]).mean() > 0.5  # the clamp decides most outputs
+            _check(a, b, 128, 0, edge, rq, f"{name} zp={zp} {dtype} [{qmin}, {qmax}]")
+
+
 @pytest.mark.parametrize("cols", [None, 32, 17], ids=["panels", "12x32-tile", "partial-panel"])
 def test_epilogue_one_shift_form_every_isa(rng, isa_threads, cols):
     """Stages whose shifts are all <= 0 take the 64-bit one-shift form (eq. (17), "single" always) in the

@@ -4,6 +4,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <vector>
@@ -176,6 +177,9 @@ std::unique_ptr<PackedB> pack_b(Isa isa, const BSource& b, int taps, int64_t tap
   pb->stage.shift = pb->shift.data();
   pb->stage.fmultiplier = pb->fmultiplier.data();
   pb->stage.wide = nullptr;
+  pb->stage.fp32_in_range = stage.mode == RequantMode::kFp32;
+  for (int64_t j = 0; j < n; ++j)  // a NaN fails the comparison: the clamped path
+    pb->stage.fp32_in_range = pb->stage.fp32_in_range && std::fabs(pb->fmultiplier[j]) < 1.0f;
   if (isa == Isa::kAvx512Vnni && has_wide_form(stage.mode, pb->shift.data(), cols)) {
     pb->wide.resize(static_cast<size_t>(cols / 16 * kWideRows * 8));
     build_wide_stage(stage.mode, pb->multiplier.data(), pb->shift.data(), cols / 16, pb->wide.data());

@@ -26,6 +26,9 @@ struct OutputStage {
   // Kernels with 64-bit lane shifts (avx512vnni): the fixed-point modes as one multiply, add and shift per
   // column (see WideRow), or null (other ISAs, "fp32", or a "gemmlowp" stage with some shift > 0).
   const int64_t* wide = nullptr;
+  // "fp32" with every |multiplier| < 1: |float(acc) * m| < 2^31, so the float-to-int conversion cannot
+  // overflow and the saturating narrowing alone clamps (see store_row_fast). Set by pack_b.
+  bool fp32_in_range = false;
 };
 
 // OutputStage::wide holds, per group of 16 columns, kWideRows vectors of 8 int64 lanes: each quantity

@@ -196,8 +196,8 @@ struct FastStage {
   const float* fm;      // fp32 multipliers from the panel's first column
   const int64_t* wide;  // the WideRow block of the panel's first 16 columns
   __m512 hi_f;
-  __m512i hi32, hi64, lo64, zp16, qmin8;
-  bool to_u8, clamp_low;
+  __m512i hi64, lo64, zp16, qmin8, qmax8;
+  bool to_u8, clamp_low, clamp_high;
 };
 
 QK_INLINE FastStage fast_stage(const OutputStage& os, int64_t col0) {
@@ -206,27 +206,30 @@ QK_INLINE FastStage fast_stage(const OutputStage& os, int64_t col0) {
   f.fm = os.fmultiplier + col0;
   f.wide = os.wide ? os.wide + col0 / 16 * kWideRows * 8 : nullptr;
   f.hi_f = _mm512_set1_ps(static_cast<float>(hi));
-  f.hi32 = _mm512_set1_epi32(hi);
   f.hi64 = _mm512_set1_epi64(hi);
   f.lo64 = _mm512_set1_epi64(kInt32Min);
   f.zp16 = _mm512_set1_epi16(static_cast<int16_t>(os.zero_point));
   f.qmin8 = _mm512_set1_epi8(static_cast<char>(os.qmin));
+  f.qmax8 = _mm512_set1_epi8(static_cast<char>(os.qmax));
   f.to_u8 = os.out_dtype == DType::kUint8;
   f.clamp_low = os.qmin > (f.to_u8 ? 0 : -128);
+  f.clamp_high = os.qmax < (f.to_u8 ? 255 : 127);
   return f;
 }
 
-// Requantized vector j of the panel (columns 16j..16j+15) minus the zero point, clamped above only.
-template <RequantMode kMode>
+// Requantized vector j of the panel (columns 16j..16j+15) minus the zero point, as int32 lanes that the
+// saturating packs narrow correctly: "fp32" clamped above in float unless kInRange (the product cannot
+// reach 2^31), "single" clamped to [INT32_MIN, hi] in int64 (it may exceed int32), "gemmlowp" as it is
+// (it fits int32).
+template <RequantMode kMode, bool kInRange = false>
 QK_INLINE __m512i requant_upper(__m512i v, const FastStage& f, int j) {
   if constexpr (kMode == RequantMode::kFp32) {
     const __m512 x = _mm512_cvt_roundepi32_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
     const __m512 p = _mm512_mul_ps(x, _mm512_loadu_ps(f.fm + 16 * j));
-    return _mm512_cvt_roundps_epi32(_mm512_min_ps(p, f.hi_f), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    return _mm512_cvt_roundps_epi32(kInRange ? p : _mm512_min_ps(p, f.hi_f),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
   } else {
-    // "single" is clamped to [INT32_MIN, hi] in int64 (it may exceed int32); the packs saturate the rest.
-    const __m512i r = wide_requant<kMode>(v, f.wide + j * kWideRows * 8, f.lo64, f.hi64);
-    return kMode == RequantMode::kGemmlowp ? _mm512_maskz_min_epi32(kAll16, r, f.hi32) : r;
+    return wide_requant<kMode>(v, f.wide + j * kWideRows * 8, f.lo64, f.hi64);
   }
 }
 
@@ -239,7 +242,7 @@ QK_INLINE __m512i requant_upper(__m512i v, const FastStage& f, int j) {
 // and, when qmin is above the type's minimum, one byte max. The zero point is added in int16 after the
 // first pack, where it cannot overflow. Both fp32 bounds are integers, so clamping before or after the
 // round-half-even conversion is the same (tests: test_epilogue_extremes_every_isa).
-template <int NV, RequantMode kMode>
+template <int NV, RequantMode kMode, bool kInRange = false>
 QK_INLINE void store_row_fast(void* dst, const FastStage& f, __m512i v0, __m512i v1, __m512i v2, __m512i v3) {
   if constexpr (kMode == RequantMode::kRaw) {
     const __m512i v[4] = {v0, v1, v2, v3};
@@ -247,13 +250,14 @@ QK_INLINE void store_row_fast(void* dst, const FastStage& f, __m512i v0, __m512i
     return;
   } else {
     const __m512i w01 = _mm512_adds_epi16(
-        _mm512_packs_epi32(requant_upper<kMode>(v0, f, 0), requant_upper<kMode>(v1, f, 1)), f.zp16);
+        _mm512_packs_epi32(requant_upper<kMode, kInRange>(v0, f, 0), requant_upper<kMode, kInRange>(v1, f, 1)), f.zp16);
     const __m512i w23 =
         NV == 4 ? _mm512_adds_epi16(
-                      _mm512_packs_epi32(requant_upper<kMode>(v2, f, 2), requant_upper<kMode>(v3, f, 3)), f.zp16)
+                      _mm512_packs_epi32(requant_upper<kMode, kInRange>(v2, f, 2), requant_upper<kMode, kInRange>(v3, f, 3)), f.zp16)
                 : w01;
     __m512i b = f.to_u8 ? _mm512_packus_epi16(w01, w23) : _mm512_packs_epi16(w01, w23);
     if (f.clamp_low) b = f.to_u8 ? _mm512_max_epu8(b, f.qmin8) : _mm512_max_epi8(b, f.qmin8);
+    if (f.clamp_high) b = f.to_u8 ? _mm512_min_epu8(b, f.qmax8) : _mm512_min_epi8(b, f.qmax8);
     // After the packs, dword 4*L + s holds columns 16*s + 4*L .. +3: put them in column order.
     const __m512i order = _mm512_set_epi32(15, 11, 7, 3, 14, 10, 6, 2, 13, 9, 5, 1, 12, 8, 4, 0);
     b = _mm512_permutexvar_epi32(order, b);
@@ -364,20 +368,28 @@ void tile(const TileArgs& t) {
 #undef QK_ROW_ZB
     }
     const FastStage fs = fast_stage(os, t.col0);
-#define QK_ROW_OUT(r, mode) \
-  if constexpr (MR > r) store_row_fast<NV, mode>(t.c[r], fs, c##r##0, c##r##1, c##r##2, c##r##3);
+#define QK_ROW_OUT(r, ...) \
+  if constexpr (MR > r) store_row_fast<NV, __VA_ARGS__>(t.c[r], fs, c##r##0, c##r##1, c##r##2, c##r##3);
 #define QK_ROW_RAW(r) QK_ROW_OUT(r, RequantMode::kRaw)
 #define QK_ROW_FP32(r) QK_ROW_OUT(r, RequantMode::kFp32)
+#define QK_ROW_FP32_IN_RANGE(r) QK_ROW_OUT(r, RequantMode::kFp32, true)
 #define QK_ROW_GEMMLOWP(r) QK_ROW_OUT(r, RequantMode::kGemmlowp)
 #define QK_ROW_SINGLE(r) QK_ROW_OUT(r, RequantMode::kSingle)
     switch (os.mode) {
       case RequantMode::kRaw: QK_EACH_ROW(QK_ROW_RAW) break;
-      case RequantMode::kFp32: QK_EACH_ROW(QK_ROW_FP32) break;
+      case RequantMode::kFp32:
+        if (os.fp32_in_range) {
+          QK_EACH_ROW(QK_ROW_FP32_IN_RANGE)
+        } else {
+          QK_EACH_ROW(QK_ROW_FP32)
+        }
+        break;
       case RequantMode::kGemmlowp: QK_EACH_ROW(QK_ROW_GEMMLOWP) break;
       case RequantMode::kSingle: QK_EACH_ROW(QK_ROW_SINGLE) break;
     }
 #undef QK_ROW_SINGLE
 #undef QK_ROW_GEMMLOWP
+#undef QK_ROW_FP32_IN_RANGE
 #undef QK_ROW_FP32
 #undef QK_ROW_RAW
 #undef QK_ROW_OUT
