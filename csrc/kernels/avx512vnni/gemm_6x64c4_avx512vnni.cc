@@ -236,12 +236,14 @@ QK_INLINE __m512i requant_upper(__m512i v, const FastStage& f, int j) {
 // One tile row of 16*NV full columns (NV = 4 or 2) through the output stage, straight from the
 // accumulators: the common case (full panel, no split store), inlined into the tile after
 // its k-loop so the accumulators need no trip through memory. Raw int32 is stored as it is. The other
-// modes produce int32 lanes already clamped above (fp32: min(p, qmax - zp) in float, so nothing overflows
-// the conversion; gemmlowp/single: eqs. (17)/(12) on 64-bit lanes, requant.h WideRow); the lower bound is
-// applied by the saturating packs (a float conversion out of range gives INT32_MIN, which saturates low)
-// and, when qmin is above the type's minimum, one byte max. The zero point is added in int16 after the
-// first pack, where it cannot overflow. Both fp32 bounds are integers, so clamping before or after the
-// round-half-even conversion is the same (tests: test_epilogue_extremes_every_isa).
+// modes produce int32 lanes that cannot have wrapped: fp32 clamped to qmax - zp in float unless every
+// |multiplier| < 1 (kInRange: float(acc) <= 2^31 times m <= 1 - 2^-24 rounds to at most 2^31 - 128);
+// single clamped in int64; gemmlowp fits int32 (eqs. (17)/(12) on 64-bit lanes, requant.h WideRow). The
+// saturating packs then clamp to the type (a float conversion below the int32 range gives INT32_MIN,
+// which saturates low), and one byte max / min applies a qmin / qmax inside the type's range. The zero
+// point is added in int16 after the first pack, where it cannot overflow. The fp32 bounds are integers,
+// so clamping before or after the round-half-even conversion is the same (tests:
+// test_epilogue_extremes_every_isa, test_epilogue_fp32_products_beyond_int32_every_isa).
 template <int NV, RequantMode kMode, bool kInRange = false>
 QK_INLINE void store_row_fast(void* dst, const FastStage& f, __m512i v0, __m512i v1, __m512i v2, __m512i v3) {
   if constexpr (kMode == RequantMode::kRaw) {
