@@ -47,6 +47,17 @@ struct ConvTaps {
       if (++p.oy == oh) p.oy = 0, ++p.img;
     }
   }
+  // Whether the n pixels from p are in one output row with every window inside the image; then pixel r's
+  // window starts at p's corner + r * stride * C. The first and the last window suffice (ix0 grows with
+  // ox), and the last one inside already implies p.ox + n <= ow, which skip() relies on.
+  bool run_inside(const Pos& p, int64_t n) const {
+    return p.ox + n <= ow && inside(p) && (p.ox + n - 1) * in->stride - in->padding + 2 < in->width;
+  }
+  // Steps p by n pixels within its output row (p.ox + n <= ow).
+  void skip(Pos& p, int64_t n) const {
+    p.row += n - 1, p.ox += n - 1;
+    next(p);
+  }
   // The window's top-left input pixel (may be outside) and whether the whole window is inside.
   int64_t iy0(const Pos& p) const { return p.oy * in->stride - in->padding; }
   int64_t ix0(const Pos& p) const { return p.ox * in->stride - in->padding; }
@@ -97,6 +108,15 @@ struct TableRows : OutRows {
   uint32_t fill_a(TileArgs& t, int64_t, int64_t r0, int rows, Scratch& s) const {
     const uint8_t* ptrs[kMaxTaps];
     ConvTaps::Pos p = taps.seek(s.cursor, r0);
+    if (taps.run_inside(p, rows)) {  // most tiles: nine fixed offsets from pointers in steps
+      const uint8_t* corner = taps.corner(p);
+      const int64_t step = taps.in->stride * taps.in->channels;
+      for (int r = 0; r < rows; ++r, corner += step)
+        for (int tap = 0; tap < kMaxTaps; ++tap) t.a[tap][r] = corner + taps.tap_offset[tap];
+      taps.skip(p, rows);
+      s.cursor = p;
+      return 0;
+    }
     uint32_t all_padded = ~0u;
     for (int r = 0; r < rows; ++r, taps.next(p)) {
       all_padded &= taps.taps_of(p, ptrs);
@@ -123,6 +143,18 @@ struct KernelRowTaps : OutRows {
     bool scratch_used = false;
     uint32_t all_padded = ~0u;  // kernel rows above or below the image in every row of the tile
     ConvTaps::Pos p = taps.seek(s.cursor, r0);
+    if (taps.run_inside(p, rows)) {  // most tiles: pointers in steps, no per-pixel bounds checks
+      const uint8_t* corner = taps.corner(p);
+      const int64_t step = in.stride * c, rb = taps.row_bytes;
+      for (int r = 0; r < rows; ++r, corner += step) {
+        t.a[0][r] = corner;
+        t.a[1][r] = corner + rb;
+        t.a[2][r] = corner + 2 * rb;
+      }
+      taps.skip(p, rows);
+      s.cursor = p;
+      return 0;
+    }
     for (int r = 0; r < rows; ++r, taps.next(p)) {
       if (taps.inside(p)) {  // most pixels
         const uint8_t* corner = taps.corner(p);
