@@ -327,15 +327,18 @@ void tile(const TileArgs& t) {
 #define A_LOAD(r) bcast_quad<kFlip>(a##r)
 #define QK_ROW_STEP(r) \
   if constexpr (MR > r) a##r += kKR;
-    int64_t q = 0, steps = quads;
+    // The loop runs on bp alone: with a separate step counter the 12-row tile ran out of general
+    // registers and kept the counter and bp on the stack.
+    const uint8_t* b_end = bp + quads * kNR * kKR;
+    bool tail_done = tail == 0;
     for (;;) {
-      for (; q < steps; ++q, bp += kNR * kKR) {
+      for (; bp != b_end; bp += kNR * kKR) {
         _mm_prefetch(reinterpret_cast<const char*>(bp) + 1024, _MM_HINT_T0);
         QK_LOAD_B
         QK_ALL_ROWS
         QK_EACH_ROW(QK_ROW_STEP)
       }
-      if (tail == 0 || steps > quads) break;
+      if (tail_done) break;
       // The tap's last tap_k % 4 bytes as one more pass of the same loop body, read from zero-filled
       // copies (B's padding rows are 0). A separate tail block made GCC spill all 24 accumulators
       // around it, which cost more than a first layer's whole k-loop.
@@ -347,7 +350,8 @@ void tile(const TileArgs& t) {
   }
       QK_EACH_ROW(QK_ROW_TAIL)
 #undef QK_ROW_TAIL
-      steps = quads + 1;
+      b_end += kNR * kKR;
+      tail_done = true;
     }
 #undef QK_ROW_STEP
 #undef A_LOAD
