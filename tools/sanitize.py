@@ -25,7 +25,7 @@ ROOT = Path(__file__).resolve().parents[1]
 SANITIZE_FLAGS = "-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
 # Leaks: CPython and NumPy keep allocations until exit by design; the kernels allocate nothing that outlives
 # a call except packed weights, which Python owns.
-ASAN_OPTIONS = "detect_leaks=0:abort_on_error=0:exitcode=86"
+ASAN_OPTIONS = "detect_leaks=0:exitcode=86"
 UBSAN_OPTIONS = "print_stacktrace=1:halt_on_error=1:exitcode=87"
 MODULE_MARK = "sanitized qkern._core:"
 
