@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
-from qkern.bench_smoke import SMOKE_FLOOR, cpu_signature, smoke_figures
+from qkern.tools.smoke import SMOKE_FLOOR, cpu_signature, smoke_figures
 
 BASELINE = Path(__file__).with_name("perf_baseline.json")
 

@@ -257,7 +257,7 @@ def test_cli_info_json_and_demo():
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout[r.stdout.index("{") :])["version"] == qkern.__version__
     r = subprocess.run(
-        [sys.executable, "-m", "qkern", "demo", "--m", "16", "--k", "40", "--n", "8"],
+        [sys.executable, "-m", "qkern", "demo", "gemm", "--m", "16", "--k", "40", "--n", "8"],
         capture_output=True,
         text=True,
         timeout=300,

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from qkern import cli
+from qkern.tools import cli
 
 torch = pytest.importorskip("torch")
-validate = pytest.importorskip("qkern.validate")
+validate = pytest.importorskip("qkern.tools.validate")
 
 try:
     import onnxruntime  # noqa: F401

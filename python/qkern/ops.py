@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from . import _backend, reference
-from . import _validate as V
+from . import _checks as V
 from .requant import Requant
 
 _EMPTY_I32 = np.zeros(0, np.int32)

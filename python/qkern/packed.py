@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from . import _backend, ops, reference
-from . import _validate as V
+from . import _checks as V
 from .requant import Requant
 
 

@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _validate as V
+from . import _checks as V
 from .fixedpoint import INT32_MAX, quantize_multiplier
 
 ROUNDINGS = ("gemmlowp", "single", "fp32")

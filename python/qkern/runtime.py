@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 
 from . import _backend
-from . import _validate as V
+from . import _checks as V
 from ._version import __version__
 
 

@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .. import _validate as V
+from .. import _checks as V
 from ..fixedpoint import multiply_by_quantized_multiplier_gemmlowp, multiply_by_quantized_multiplier_single
 
 if TYPE_CHECKING:

@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from . import runtime
-from .packed import PackedGemm
-from .packed_conv import PackedConv3x3
-from .reference import conv3x3 as reference_conv3x3
-from .reference import gemm as reference_gemm
-from .requant import Requant
+from .. import runtime
+from ..packed import PackedGemm
+from ..packed_conv import PackedConv3x3
+from ..reference import conv3x3 as reference_conv3x3
+from ..reference import gemm as reference_gemm
+from ..requant import Requant
 
 SMOKE_FLOOR = 0.8  # a figure below this fraction of the recorded one fails the guard
 

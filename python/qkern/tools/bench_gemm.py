@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from . import _core, runtime
-from .packed import PackedGemm
-from .reference import gemm as reference_gemm
-from .requant import Requant
+from .. import _core, runtime
+from ..packed import PackedGemm
+from ..reference import gemm as reference_gemm
+from ..requant import Requant
 
 # vpdpbusd zmm measured on this project's reference CPU (performance.md section 0): GOP/s per core.
 VNNI_PEAK_GOPS_PER_CORE = 458.0
