@@ -25,7 +25,7 @@ struct ConvInput {
 constexpr int64_t kSmallCinMax = 64;
 // Up to this many input channels (first layers) the whole 9*C-deep window is copied into a per-tile patch
 // and multiplied as one tap: three taps of 3*C <= 18 bytes cost more in tap switches and K tails than the
-// copy (one core, against three kernel-row taps: 224x224x3->64 s2 +12%, C = 4 and 6 +4.5%, C = 8 -5%).
+// copy; from C = 8 on, the copy costs more than it saves (docs/speed-design.md S8).
 constexpr int64_t kPatchCinMax = 6;
 
 // w[O, 3, 3, C] (OHWI) as B[(tap, c), o]; w_zp, bias and the stage's arrays have O entries.

@@ -24,9 +24,9 @@ TileChoice tile_kernel_for(Isa isa, int64_t n);
 // A process-wide counter: distinct for every driver call.
 uint64_t next_call_id();
 
-// Below this many multiply-adds a call stays on one thread. M=1, K=N=1024 (2^20) gains from two threads
-// (17 us -> 10.5-14 us) now that each thread starts on its own contiguous range of panels and so finds
-// them in its L2 on the next call; M=1, K=N=512 does not pay for the hand-off.
+// Below this many multiply-adds a call stays on one thread: waking a worker costs about as much as the
+// call (M=1, K=N=512 does not pay for the hand-off; M=1, K=N=1024 does, because each thread starts on its
+// own contiguous range of panels and finds them in its L2 on the next call).
 constexpr int64_t kParallelMacs = int64_t{1} << 19;
 // Budget for the K x NC block of B that the m-tiles of one task share (about half of a 1 MiB L2).
 constexpr int64_t kL2BlockBytes = 512 * 1024;
