@@ -192,6 +192,14 @@ def test_info_has_the_documented_keys():
     assert d["isa"] in d["available_isas"]
 
 
+@pytest.mark.skipif(not qkern.available_isas(), reason="needs the native backend")
+def test_built_isas_bound_the_available_ones_and_the_kernel_list():
+    built = qkern.info()["built_isas"]
+    assert built[-1] == "scalar"
+    assert set(qkern.available_isas()) <= set(built)
+    assert {k["isa"] for k in qkern.kernels()} == set(built) - {"scalar"}
+
+
 def test_dtype_spellings_are_accepted():
     for spelling in ("int8", np.int8, np.dtype("int8"), "qint8"):
         assert qkern.QParams(0.5, -3, spelling).dtype == "int8"

@@ -26,7 +26,8 @@ struct KernelInfo {
   int64_t max_n;  // 0, or the widest output this kernel is chosen for
 };
 
-const KernelInfo kKernels[] = {
+// A vector, not an array: a scalar-only build has no rows.
+const std::vector<KernelInfo> kKernels = {
 #define QK_KERNEL(isa, tile, pack, mr, nr, kr, max_n) {isa, tile, pack, mr, nr, kr, max_n},
 #include "qkern/kernels.inc"
 #undef QK_KERNEL
@@ -90,8 +91,15 @@ void byte_sums(Isa isa, const uint8_t* p, int64_t rows, int64_t stride, int64_t 
     QK_SMALL(1) QK_SMALL(2) QK_SMALL(3) QK_SMALL(4) QK_SMALL(5) QK_SMALL(6) QK_SMALL(7) QK_SMALL(8)
     QK_SMALL(9) QK_SMALL(10) QK_SMALL(11) QK_SMALL(12) QK_SMALL(13) QK_SMALL(14) QK_SMALL(15)
 #undef QK_SMALL
-    default: (isa == Isa::kAvx512Vnni ? byte_sums__avx512vnni : byte_sums__avx2)(p, rows, stride, n, flip, out);
+    default: break;
   }
+#if QKERN_HAVE_AVX512VNNI
+  if (isa == Isa::kAvx512Vnni) return byte_sums__avx512vnni(p, rows, stride, n, flip, out);
+#endif
+#if QKERN_HAVE_AVX2
+  if (isa == Isa::kAvx2) return byte_sums__avx2(p, rows, stride, n, flip, out);
+#endif
+  QK_REQUIRE(false, "byte_sums: this build has no tile kernels for this ISA");
 }
 
 std::vector<uint32_t> row_byte_sums(Isa isa, bool a_signed, const uint8_t* p, int64_t count, int64_t len) {
