@@ -19,7 +19,7 @@ def test_float32_eps_is_two_to_the_minus_23_everywhere():
 
 
 @pytest.mark.skipif(not qkern.available_isas(), reason="needs the native backend")
-def test_thread_limit_is_the_native_pool_limit():
+def test_thread_limit_is_enforced_at_its_value():
     threads = qkern.get_num_threads()
     try:
         qkern.set_num_threads(MAX_THREADS)
@@ -28,3 +28,19 @@ def test_thread_limit_is_the_native_pool_limit():
         qkern.set_num_threads(threads)
     with pytest.raises(ValueError, match=f"\\[1, {MAX_THREADS}\\]"):
         qkern.set_num_threads(MAX_THREADS + 1)
+
+
+@pytest.mark.skipif(not qkern.available_isas(), reason="needs the native backend")
+def test_requant_mode_codes_agree_with_the_native_table():
+    from qkern import _core
+    from qkern.requant_params import MODE_CODES, RAW_MODE_CODE, ROUNDINGS
+
+    assert set(MODE_CODES) == set(ROUNDINGS)
+    assert dict(_core.requant_modes()) == {"raw": RAW_MODE_CODE, **MODE_CODES}
+
+
+@pytest.mark.skipif(not qkern.available_isas(), reason="needs the native backend")
+def test_thread_limit_agrees_with_the_native_pool():
+    from qkern import _core
+
+    assert _core.max_threads == MAX_THREADS

@@ -61,6 +61,12 @@ void register_runtime(py::module_& m) {
     if (!parse_isa(name, &isa)) throw py::value_error("unknown ISA name: " + name);
     set_current_isa(isa);
   });
+  m.def("requant_modes", []() {
+    py::dict d;
+    for (const RequantModeName& m : kRequantModes) d[m.name] = static_cast<int>(m.mode);
+    return d;
+  });
+  m.attr("max_threads") = kMaxThreads;
   m.def("get_num_threads", &get_num_threads);
   m.def("set_num_threads", &set_num_threads);
   m.def(

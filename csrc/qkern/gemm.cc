@@ -13,6 +13,7 @@
 #include "qkern/scalar_common.h"
 #include "qkern/threadpool.h"
 #include "qkern/tile_driver.h"
+#include "qkern/tuning.h"
 
 namespace qk {
 
@@ -106,8 +107,7 @@ std::vector<uint32_t> row_byte_sums(Isa isa, bool a_signed, const uint8_t* p, in
   const uint8_t flip = byte_sum_flip(a_signed);
   std::vector<uint32_t> sums(static_cast<size_t>(count));
   // Blocks of rows on the pool when there is enough to read (a 56x56x64 input: about 200 KB).
-  constexpr int64_t kBlockBytes = 64 * 1024;
-  const int64_t rows_per_block = std::max<int64_t>(1, kBlockBytes / std::max<int64_t>(len, 1));
+  const int64_t rows_per_block = std::max<int64_t>(1, kRowSumBlockBytes / std::max<int64_t>(len, 1));
   const int64_t blocks = (count + rows_per_block - 1) / rows_per_block;
   const auto run_block = [&](int64_t b) {
     const int64_t begin = b * rows_per_block, end = std::min(count, begin + rows_per_block);
