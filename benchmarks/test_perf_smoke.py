@@ -1,4 +1,4 @@
-"""Perf smoke guard (performance.md, CI guard 10): GEMM 1024^3 and conv3x3 56x56 64->64 at one thread stay
+"""Perf smoke guard (docs/speed-design.md S11): GEMM 1024^3 and conv3x3 56x56 64->64 at one thread stay
 >= 80% of the figures recorded for this CPU in perf_baseline.json (tools/record_perf_baseline.py).
 
 The only test that compares a speed with a number, and it compares with this CPU's own record, best
@@ -10,7 +10,7 @@ import json
 from pathlib import Path
 
 import pytest
-from qkern.bench_smoke import SMOKE_FLOOR, cpu_signature, smoke_figures
+from qkern.tools.smoke import SMOKE_FLOOR, cpu_signature, smoke_figures
 
 BASELINE = Path(__file__).with_name("perf_baseline.json")
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+from qkern.conv_shape import conv3x3_output_size
 
 
 def wrap(v: np.ndarray) -> np.ndarray:
@@ -21,7 +22,7 @@ def gemm_int64(a, b, za, zb, bias) -> np.ndarray:
 def conv3x3_int64(x, w, stride, padding, xz, wz, bias) -> np.ndarray:
     n, h, wd, _ = x.shape
     o = w.shape[0]
-    oh, ow = (h + 2 * padding - 3) // stride + 1, (wd + 2 * padding - 3) // stride + 1
+    oh, ow = conv3x3_output_size(h, wd, stride, padding)
     wc = w.astype(np.int64) - np.asarray(wz, dtype=np.int64).reshape(-1, 1, 1, 1)
     acc = np.zeros((n, oh, ow, o), dtype=np.int64)
     for oy in range(oh):

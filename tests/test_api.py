@@ -192,6 +192,14 @@ def test_info_has_the_documented_keys():
     assert d["isa"] in d["available_isas"]
 
 
+@pytest.mark.skipif(not qkern.available_isas(), reason="needs the native backend")
+def test_built_isas_bound_the_available_ones_and_the_kernel_list():
+    built = qkern.info()["built_isas"]
+    assert built[-1] == "scalar"
+    assert set(qkern.available_isas()) <= set(built)
+    assert {k["isa"] for k in qkern.kernels()} == set(built) - {"scalar"}
+
+
 def test_dtype_spellings_are_accepted():
     for spelling in ("int8", np.int8, np.dtype("int8"), "qint8"):
         assert qkern.QParams(0.5, -3, spelling).dtype == "int8"
@@ -257,7 +265,7 @@ def test_cli_info_json_and_demo():
     assert r.returncode == 0, r.stderr
     assert json.loads(r.stdout[r.stdout.index("{") :])["version"] == qkern.__version__
     r = subprocess.run(
-        [sys.executable, "-m", "qkern", "demo", "--m", "16", "--k", "40", "--n", "8"],
+        [sys.executable, "-m", "qkern", "demo", "gemm", "--m", "16", "--k", "40", "--n", "8"],
         capture_output=True,
         text=True,
         timeout=300,

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 import qkern
-from qkern import _core, bench
+from qkern import _core
+from qkern.tools import bench_gemm as bench
 
 HAS_VNNI = "avx512vnni" in qkern.available_isas()
 

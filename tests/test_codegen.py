@@ -1,4 +1,4 @@
-"""CI guard: the VNNI microkernel's k-loops keep all 24 accumulators in registers (performance.md 3.11)."""
+"""CI guard: the VNNI microkernel's k-loops keep all 24 accumulators in registers (docs/speed-design.md S3)."""
 
 from __future__ import annotations
 

@@ -68,7 +68,7 @@ def test_packed_conv_bad_input(rng):
 def test_bench_conv_cli_checks_and_reports(tmp_path, capsys):
     shapes = tmp_path / "conv.txt"
     shapes.write_text("# tiny\n1 6 7 8 16 1 1\n")
-    from qkern import cli
+    from qkern.tools import cli
 
     assert cli.main(["bench", "conv3x3", "--shapes", str(shapes), "--repeat", "3", "--compare", "none"]) == 0
     out = capsys.readouterr().out

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from qkern import cli
+from qkern.tools import cli
 
 torch = pytest.importorskip("torch")
-validate = pytest.importorskip("qkern.validate")
+validate = pytest.importorskip("qkern.tools.validate")
 
 try:
     import onnxruntime  # noqa: F401
@@ -43,7 +43,7 @@ def test_validate_deconv2x2_qkern_checks_pass():
 
 @pytest.mark.parametrize("engine", ["fbgemm", "onednn", "x86"])
 def test_torch_quantized_conv_transpose2d_is_wrong_on_this_engine(engine):
-    """Documents torch 2.13's bug (issue 5): 16->8 channels on a 5x6 input is far from the float op on
+    """Documents torch 2.13's bug: 16->8 channels on a 5x6 input is far from the float op on
     the fbgemm, onednn and x86 engines. Skipped once torch returns correct results."""
     if engine not in torch.backends.quantized.supported_engines:
         pytest.skip(f"{engine} not available")

@@ -1,4 +1,4 @@
-"""Count accumulator spills in the VNNI microkernel's hot loop (performance.md 3.11).
+"""Count accumulator spills in the VNNI microkernel's hot loop (docs/speed-design.md S3).
 
 Compiles csrc/kernels/avx512vnni/gemm_6x64c4_avx512vnni.cc to assembly with the build's flags, finds each
 basic block that holds vpdpbusd instructions and jumps back (the k-loops of the tile variants; the K tail

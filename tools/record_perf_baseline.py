@@ -2,7 +2,7 @@
 
     python tools/record_perf_baseline.py [--rounds N]
 
-Takes the median of five runs of `qkern.bench_smoke.smoke_figures` per figure, so that one lucky or
+Takes the median of five runs of `qkern.tools.smoke.smoke_figures` per figure, so that one lucky or
 unlucky run does not set the floor; other CPUs' entries are kept.
 """
 
@@ -13,7 +13,7 @@ import json
 import statistics
 from pathlib import Path
 
-from qkern.bench_smoke import cpu_signature, smoke_figures
+from qkern.tools.smoke import cpu_signature, smoke_figures
 
 BASELINE = Path(__file__).resolve().parents[1] / "benchmarks" / "perf_baseline.json"
 

@@ -47,7 +47,20 @@ const T* typed_ptr(const py::array& a, const char* name, py::ssize_t expected_si
   return static_cast<const T*>(a.data());
 }
 
-// Requant parameters as passed from python/qkern/requant.py (Requant.expanded), one entry per channel.
+// The requant mode codes Python passes in StageArgs::mode, by name: the C++ side of the table that
+// python/qkern/requant_params.py states for Python (a test compares the two through _core.requant_modes()).
+struct RequantModeName {
+  const char* name;
+  RequantMode mode;
+};
+inline constexpr RequantModeName kRequantModes[] = {
+    {"raw", RequantMode::kRaw},
+    {"gemmlowp", RequantMode::kGemmlowp},
+    {"single", RequantMode::kSingle},
+    {"fp32", RequantMode::kFp32},
+};
+
+// Requant parameters as passed from python/qkern/requant_params.py (Requant.expanded), one entry per channel.
 struct StageArgs {
   int mode;
   py::array multiplier, shift, fmultiplier;
@@ -56,7 +69,9 @@ struct StageArgs {
 
 inline OutputStage make_stage(const StageArgs& s, py::ssize_t channels, DType out_dtype) {
   OutputStage os;
-  if (s.mode < 0 || s.mode > 3) throw py::value_error("requant mode must be in [0, 3]");
+  bool known = false;
+  for (const RequantModeName& m : kRequantModes) known = known || static_cast<int>(m.mode) == s.mode;
+  if (!known) throw py::value_error("unknown requant mode code " + std::to_string(s.mode));
   os.mode = static_cast<RequantMode>(s.mode);
   os.out_dtype = out_dtype;
   if (os.mode == RequantMode::kRaw) {

@@ -7,6 +7,8 @@
 
 #include "bindings/common.h"
 #include "qkern/conv.h"
+#include "qkern/conv_op.h"
+#include "qkern/conv_shape.h"
 #include "qkern/gemm.h"
 #include "qkern/isa.h"
 #include "qkern/ops.h"
@@ -49,11 +51,6 @@ void check_input(const py::array& in, const char* name, const py::array& out) {
   require_c_contiguous(in, name);
   check_out_disjoint(out, in);
 }
-
-struct ConvWeights;
-const int32_t* bias_ptr(const ConvWeights& cw);
-void init_weights(ConvWeights& cw, const py::array& w, const py::array& w_zp, const std::optional<py::array>& bias,
-                  const StageArgs& stage, const std::string& out_dtype, py::ssize_t channels);
 
 // Weights packed once for the ISA selected at construction (PackedGemm in python/qkern/packed.py).
 class PackedGemmCore {
@@ -99,136 +96,106 @@ void gemm(const py::array& a, const py::array& b, int32_t a_zp, const py::array&
   packed.run(a, a_zp, out);
 }
 
-// The scalar kernels' view of conv weights (the scalar ISA has no packed conv form).
-struct ConvWeights {
+// The Python arrays behind a conv op's weights: held here so that the pointers the core op keeps (and
+// its scalar path reads at every call) stay valid for the op's lifetime.
+struct HeldWeights {
   py::array w, zp;
   std::optional<py::array> bias;
   StageArgs stage_args;
-  DType w_type = DType::kInt8;
-  OutputStage stage;
 };
 
-const int32_t* bias_ptr(const ConvWeights& cw) {
-  return cw.bias ? static_cast<const int32_t*>(cw.bias->data()) : nullptr;
-}
-
-void init_weights(ConvWeights& cw, const py::array& w, const py::array& w_zp, const std::optional<py::array>& bias,
-                  const StageArgs& stage, const std::string& out_dtype, py::ssize_t channels) {
+ConvWeights hold_weights(HeldWeights& held, const py::array& w, const py::array& w_zp,
+                         const std::optional<py::array>& bias, const StageArgs& stage, const std::string& out_dtype,
+                         py::ssize_t in_channels, py::ssize_t out_channels) {
+  ConvWeights cw;
   cw.w_type = quant_dtype(w, "w");
-  cw.w = w;
-  typed_ptr<int32_t>(w_zp, "w_zero_point", channels);
-  cw.zp = w_zp;
-  optional_bias(bias, channels);
-  cw.bias = bias;
-  cw.stage_args = stage;
-  cw.stage = make_stage(cw.stage_args, channels, out_type(out_dtype));
-}
-
-// The scalar kernels' problem descriptor (Conv3x3Problem or Deconv2x2Problem) for one call.
-template <class Problem>
-Problem scalar_problem(const ConvWeights& cw, const ConvInput& in, int64_t in_channels, int64_t out_channels,
-                       const void* x, DType x_type, int32_t x_zp, void* out) {
-  Problem p;
-  p.batch = in.batch;
-  p.height = in.height;
-  p.width = in.width;
-  p.in_channels = in_channels;
-  p.out_channels = out_channels;
-  p.x = x;
-  p.x_type = x_type;
-  p.w = cw.w.data();
-  p.w_type = cw.w_type;
-  p.x_zero_point = x_zp;
-  p.w_zero_point = static_cast<const int32_t*>(cw.zp.data());
-  p.bias = bias_ptr(cw);
-  p.stage = cw.stage;
-  p.out = out;
-  return p;
+  cw.in_channels = in_channels;
+  cw.out_channels = out_channels;
+  held.w = w;
+  held.zp = w_zp;
+  held.bias = bias;
+  held.stage_args = stage;
+  cw.w = held.w.data();
+  cw.w_zero_point = typed_ptr<int32_t>(held.zp, "w_zero_point", out_channels);
+  cw.bias = optional_bias(held.bias, out_channels);
+  cw.stage = make_stage(held.stage_args, out_channels, out_type(out_dtype));
+  return cw;
 }
 
 // conv3x3 weights w[O, 3, 3, C] packed once for the ISA selected at construction, with stride and padding.
 class PackedConv3x3Core {
  public:
   PackedConv3x3Core(const py::array& w, const py::array& w_zp, const std::optional<py::array>& bias,
-                    const StageArgs& stage, const std::string& out_dtype, int stride, int padding)
-      : stride_(stride), padding_(padding), isa_(current_isa()) {
+                    const StageArgs& stage, const std::string& out_dtype, int stride, int padding) {
     if (w.ndim() != 4 || w.shape(1) != 3 || w.shape(2) != 3) throw py::value_error("w must be [O, 3, 3, C]");
     if ((stride != 1 && stride != 2) || (padding != 0 && padding != 1))
       throw py::value_error("stride must be 1 or 2 and padding 0 or 1");
     out_channels_ = w.shape(0);
     in_channels_ = w.shape(3);
-    init_weights(weights_, w, w_zp, bias, stage, out_dtype, out_channels_);
-    if (isa_ == Isa::kScalar) return;
-    const ConvWeights& cw = weights_;
+    const ConvWeights cw = hold_weights(held_, w, w_zp, bias, stage, out_dtype, in_channels_, out_channels_);
+    out_dtype_ = cw.stage.out_dtype;
+    const Isa isa = current_isa();
     py::gil_scoped_release release;
-    packed_ = pack_conv3x3(isa_, cw.w.data(), cw.w_type, out_channels_, in_channels_,
-                           static_cast<const int32_t*>(cw.zp.data()), bias_ptr(cw), cw.stage);
+    op_ = std::make_unique<Conv3x3Op>(isa, cw, stride, padding);
   }
 
   void run(const py::array& x, int32_t x_zp, py::array& out) const {
     if (x.ndim() != 4 || x.shape(3) != in_channels_) throw py::value_error("x must be [N, H, W, C] with C matching w");
-    ConvInput in{x.shape(0), x.shape(1), x.shape(2), in_channels_, stride_, padding_};
-    if (in.height + 2 * padding_ < 3 || in.width + 2 * padding_ < 3) throw py::value_error("x is smaller than the kernel");
+    const ConvInput in = op_->input(x.shape(0), x.shape(1), x.shape(2));
+    if (!conv3x3_fits(in.height, in.width, in.padding)) throw py::value_error("x is smaller than the kernel");
     const DType xt = quant_dtype(x, "x");
-    check_out(out, {in.batch, in.out_height(), in.out_width(), out_channels_}, weights_.stage.out_dtype);
+    check_out(out, {in.batch, in.out_height(), in.out_width(), out_channels_}, out_dtype_);
     check_input(x, "x", out);
     const void* xp = x.data();
     void* op = out.mutable_data();
     py::gil_scoped_release release;
-    if (packed_) return conv3x3_packed(*packed_, in, xp, xt, x_zp, op);
-    auto p = scalar_problem<Conv3x3Problem>(weights_, in, in_channels_, out_channels_, xp, xt, x_zp, op);
-    p.stride = stride_;
-    p.padding = padding_;
-    conv3x3_scalar(p);
+    op_->run(in, xp, xt, x_zp, op);
   }
 
-  std::string isa() const { return isa_name(isa_); }
+  std::string isa() const { return isa_name(op_->isa()); }
 
  private:
-  int stride_, padding_;
-  Isa isa_;
   int64_t out_channels_ = 0, in_channels_ = 0;
-  ConvWeights weights_;
-  std::unique_ptr<PackedB> packed_;
+  DType out_dtype_ = DType::kInt32;
+  HeldWeights held_;
+  std::unique_ptr<Conv3x3Op> op_;
 };
 
 // conv_transpose2x2 weights w[C, 2, 2, O] packed once for the ISA selected at construction.
 class PackedDeconv2x2Core {
  public:
   PackedDeconv2x2Core(const py::array& w, const py::array& w_zp, const std::optional<py::array>& bias,
-                      const StageArgs& stage, const std::string& out_dtype)
-      : isa_(current_isa()) {
+                      const StageArgs& stage, const std::string& out_dtype) {
     if (w.ndim() != 4 || w.shape(1) != 2 || w.shape(2) != 2) throw py::value_error("w must be [C, 2, 2, O]");
     in_channels_ = w.shape(0);
     out_channels_ = w.shape(3);
-    init_weights(weights_, w, w_zp, bias, stage, out_dtype, out_channels_);
-    if (isa_ == Isa::kScalar) return;
-    const ConvWeights& cw = weights_;
+    const ConvWeights cw = hold_weights(held_, w, w_zp, bias, stage, out_dtype, in_channels_, out_channels_);
+    out_dtype_ = cw.stage.out_dtype;
+    const Isa isa = current_isa();
     py::gil_scoped_release release;
-    packed_ = pack_deconv2x2(isa_, cw.w.data(), cw.w_type, in_channels_, out_channels_,
-                             static_cast<const int32_t*>(cw.zp.data()), bias_ptr(cw), cw.stage);
+    op_ = std::make_unique<Deconv2x2Op>(isa, cw);
   }
 
   void run(const py::array& x, int32_t x_zp, py::array& out) const {
     if (x.ndim() != 4 || x.shape(3) != in_channels_) throw py::value_error("x must be [N, H, W, C] with C matching w");
-    const ConvInput in{x.shape(0), x.shape(1), x.shape(2), in_channels_, 2, 0};
+    const ConvInput in = op_->input(x.shape(0), x.shape(1), x.shape(2));
     const DType xt = quant_dtype(x, "x");
-    check_out(out, {in.batch, 2 * in.height, 2 * in.width, out_channels_}, weights_.stage.out_dtype);
+    check_out(out, {in.batch, deconv2x2_out_size(in.height), deconv2x2_out_size(in.width), out_channels_},
+              out_dtype_);
     check_input(x, "x", out);
     const void* xp = x.data();
     void* op = out.mutable_data();
     py::gil_scoped_release release;
-    if (packed_) return deconv2x2_packed(*packed_, in, xp, xt, x_zp, op);
-    deconv2x2_scalar(scalar_problem<Deconv2x2Problem>(weights_, in, in_channels_, out_channels_, xp, xt, x_zp, op));
+    op_->run(in, xp, xt, x_zp, op);
   }
 
-  std::string isa() const { return isa_name(isa_); }
+  std::string isa() const { return isa_name(op_->isa()); }
 
  private:
-  Isa isa_;
   int64_t out_channels_ = 0, in_channels_ = 0;
-  ConvWeights weights_;
-  std::unique_ptr<PackedB> packed_;
+  DType out_dtype_ = DType::kInt32;
+  HeldWeights held_;
+  std::unique_ptr<Deconv2x2Op> op_;
 };
 
 void conv3x3(const py::array& x, const py::array& w, int stride, int padding, int32_t x_zp, const py::array& w_zp,

@@ -43,6 +43,11 @@ void register_runtime(py::module_& m) {
     d["compiler"] = compiler();
     d["flags"] = QKERN_CXX_FLAGS;
     d["build_type"] = QKERN_BUILD_TYPE;
+    py::list built;  // kernel sets linked into this build (the CPU may run fewer: available_isas)
+    if (QKERN_HAVE_AVX512VNNI) built.append("avx512vnni");
+    if (QKERN_HAVE_AVX2) built.append("avx2");
+    built.append("scalar");
+    d["built_isas"] = built;
     return d;
   });
   m.def("available_isas", []() {
@@ -56,6 +61,12 @@ void register_runtime(py::module_& m) {
     if (!parse_isa(name, &isa)) throw py::value_error("unknown ISA name: " + name);
     set_current_isa(isa);
   });
+  m.def("requant_modes", []() {
+    py::dict d;
+    for (const RequantModeName& m : kRequantModes) d[m.name] = static_cast<int>(m.mode);
+    return d;
+  });
+  m.attr("max_threads") = kMaxThreads;
   m.def("get_num_threads", &get_num_threads);
   m.def("set_num_threads", &set_num_threads);
   m.def(
@@ -65,8 +76,12 @@ void register_runtime(py::module_& m) {
         const auto isas = available_isas();
         if (std::find(isas.begin(), isas.end(), Isa::kAvx512Vnni) == isas.end())
           throw py::value_error("vnni_probe_seconds: this CPU (or build) has no avx512vnni");
+#if QKERN_HAVE_AVX512VNNI
         py::gil_scoped_release release;
         return vnni_probe_seconds(iterations);
+#else
+        return 0.0;  // unreachable: available_isas() lists avx512vnni only when its kernels are built
+#endif
       },
       py::arg("iterations"));
   m.def("kernels", []() {

@@ -1,13 +1,15 @@
 // conv.h: packed-weight drivers of conv3x3 (implicit GEMM) and conv_transpose2x2 (GEMM + depth-to-space).
 //
 // Both reuse PackedB and the tile kernels of kernels.inc (docs/kernels.md, "Convolutions"). The scalar
-// ISA has no packed form: callers use conv3x3_scalar / deconv2x2_scalar (ops.h) there.
+// ISA has no packed form; conv_op.h chooses between these and the scalar kernels (ops.h).
 #pragma once
 
 #include <cstdint>
 #include <memory>
 
+#include "qkern/conv_shape.h"
 #include "qkern/gemm.h"
+#include "qkern/tuning.h"
 
 namespace qk {
 
@@ -15,18 +17,9 @@ namespace qk {
 struct ConvInput {
   int64_t batch = 0, height = 0, width = 0, channels = 0;
   int stride = 1, padding = 0;
-  int64_t out_height() const { return (height + 2 * padding - 3) / stride + 1; }
-  int64_t out_width() const { return (width + 2 * padding - 3) / stride + 1; }
+  int64_t out_height() const { return conv3x3_out_size(height, stride, padding); }
+  int64_t out_width() const { return conv3x3_out_size(width, stride, padding); }
 };
-
-// Up to this many input channels conv3x3 packs B as three 3*C-deep taps, one per kernel row, read in place
-// (first layers and narrow layers: short taps cost more in tap switches than in arithmetic); above it,
-// nine C-deep taps read in place.
-constexpr int64_t kSmallCinMax = 64;
-// Up to this many input channels (first layers) the whole 9*C-deep window is copied into a per-tile patch
-// and multiplied as one tap: three taps of 3*C <= 18 bytes cost more in tap switches and K tails than the
-// copy (one core, against three kernel-row taps: 224x224x3->64 s2 +12%, C = 4 and 6 +4.5%, C = 8 -5%).
-constexpr int64_t kPatchCinMax = 6;
 
 // w[O, 3, 3, C] (OHWI) as B[(tap, c), o]; w_zp, bias and the stage's arrays have O entries.
 std::unique_ptr<PackedB> pack_conv3x3(Isa isa, const void* w, DType w_type, int64_t out_channels,

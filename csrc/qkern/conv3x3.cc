@@ -1,4 +1,4 @@
-// conv3x3.cc: NHWC 3x3 convolution as an implicit GEMM: M = N*OH*OW, K = 9*C, N = O (performance.md 3.8).
+// conv3x3.cc: NHWC 3x3 convolution as an implicit GEMM: M = N*OH*OW, K = 9*C, N = O (docs/speed-design.md S8).
 //
 // Each tile of pixels (6, or 12 for O <= 32) gets a table of input-row pointers per tap; a tap outside
 // the image points at a row of x_zero_point bytes (real 0). No im2col buffer: extra memory is one row.

@@ -1,5 +1,5 @@
 // deconv2x2.cc: 2x2 stride-2 transposed convolution as one GEMM, x[N*H*W, C] @ w[C, (dy, dx, o)], with
-// the depth-to-space scatter done by the tile's store (performance.md 3.9).
+// the depth-to-space scatter done by the tile's store (docs/speed-design.md S9).
 //
 // Kernel size == stride, so each output pixel receives exactly one input pixel. For a fixed dy the
 // columns (dx, o) are 2*O contiguous output elements at pixel (2i+dy, 2j): a GEMM row writes two runs,

@@ -13,6 +13,7 @@
 #include "qkern/scalar_common.h"
 #include "qkern/threadpool.h"
 #include "qkern/tile_driver.h"
+#include "qkern/tuning.h"
 
 namespace qk {
 
@@ -26,7 +27,8 @@ struct KernelInfo {
   int64_t max_n;  // 0, or the widest output this kernel is chosen for
 };
 
-const KernelInfo kKernels[] = {
+// A vector, not an array: a scalar-only build has no rows.
+const std::vector<KernelInfo> kKernels = {
 #define QK_KERNEL(isa, tile, pack, mr, nr, kr, max_n) {isa, tile, pack, mr, nr, kr, max_n},
 #include "qkern/kernels.inc"
 #undef QK_KERNEL
@@ -90,16 +92,22 @@ void byte_sums(Isa isa, const uint8_t* p, int64_t rows, int64_t stride, int64_t 
     QK_SMALL(1) QK_SMALL(2) QK_SMALL(3) QK_SMALL(4) QK_SMALL(5) QK_SMALL(6) QK_SMALL(7) QK_SMALL(8)
     QK_SMALL(9) QK_SMALL(10) QK_SMALL(11) QK_SMALL(12) QK_SMALL(13) QK_SMALL(14) QK_SMALL(15)
 #undef QK_SMALL
-    default: (isa == Isa::kAvx512Vnni ? byte_sums__avx512vnni : byte_sums__avx2)(p, rows, stride, n, flip, out);
+    default: break;
   }
+#if QKERN_HAVE_AVX512VNNI
+  if (isa == Isa::kAvx512Vnni) return byte_sums__avx512vnni(p, rows, stride, n, flip, out);
+#endif
+#if QKERN_HAVE_AVX2
+  if (isa == Isa::kAvx2) return byte_sums__avx2(p, rows, stride, n, flip, out);
+#endif
+  QK_REQUIRE(false, "byte_sums: this build has no tile kernels for this ISA");
 }
 
 std::vector<uint32_t> row_byte_sums(Isa isa, bool a_signed, const uint8_t* p, int64_t count, int64_t len) {
   const uint8_t flip = byte_sum_flip(a_signed);
   std::vector<uint32_t> sums(static_cast<size_t>(count));
   // Blocks of rows on the pool when there is enough to read (a 56x56x64 input: about 200 KB).
-  constexpr int64_t kBlockBytes = 64 * 1024;
-  const int64_t rows_per_block = std::max<int64_t>(1, kBlockBytes / std::max<int64_t>(len, 1));
+  const int64_t rows_per_block = std::max<int64_t>(1, kRowSumBlockBytes / std::max<int64_t>(len, 1));
   const int64_t blocks = (count + rows_per_block - 1) / rows_per_block;
   const auto run_block = [&](int64_t b) {
     const int64_t begin = b * rows_per_block, end = std::min(count, begin + rows_per_block);

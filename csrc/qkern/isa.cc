@@ -91,8 +91,8 @@ bool parse_isa(const std::string& name, Isa* out) {
 
 std::vector<Isa> available_isas() {
   std::vector<Isa> out;
-  if (features().avx512vnni) out.push_back(Isa::kAvx512Vnni);
-  if (features().avx2) out.push_back(Isa::kAvx2);
+  if (QKERN_HAVE_AVX512VNNI && features().avx512vnni) out.push_back(Isa::kAvx512Vnni);
+  if (QKERN_HAVE_AVX2 && features().avx2) out.push_back(Isa::kAvx2);
   out.push_back(Isa::kScalar);
   return out;
 }

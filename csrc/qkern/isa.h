@@ -4,6 +4,19 @@
 #include <string>
 #include <vector>
 
+// Whether this build links the AVX2 / AVX-512 VNNI kernel files (CMakeLists.txt defines both after checking
+// that the compiler supports them; a build without CMake gets them on x86-64 only).
+#ifndef QKERN_HAVE_AVX2
+#if defined(__x86_64__)
+#define QKERN_HAVE_AVX2 1
+#else
+#define QKERN_HAVE_AVX2 0
+#endif
+#endif
+#ifndef QKERN_HAVE_AVX512VNNI
+#define QKERN_HAVE_AVX512VNNI QKERN_HAVE_AVX2
+#endif
+
 namespace qk {
 
 // Ordered from lowest to highest; a higher level may always be lowered (QKERN_ISA, set_isa).

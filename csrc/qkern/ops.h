@@ -7,6 +7,7 @@
 #include <cstdint>
 
 #include "qkern/common.h"
+#include "qkern/conv_shape.h"
 #include "qkern/requant.h"
 
 namespace qk {
@@ -41,8 +42,8 @@ struct Conv3x3Problem {
   const int32_t* bias = nullptr;          // [O] or null
   OutputStage stage;
   void* out = nullptr;  // [N, OH, OW, O]
-  int64_t out_height() const { return (height + 2 * padding - 3) / stride + 1; }
-  int64_t out_width() const { return (width + 2 * padding - 3) / stride + 1; }
+  int64_t out_height() const { return conv3x3_out_size(height, stride, padding); }
+  int64_t out_width() const { return conv3x3_out_size(width, stride, padding); }
 };
 
 // out[n, 2i+di, 2j+dj, o] over x[N,H,W,C] and w[C,2,2,O].

@@ -9,6 +9,7 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -24,16 +25,14 @@
 #endif
 
 #include "qkern/common.h"
+#include "qkern/tuning.h"
 
 namespace qk {
 
 namespace {
 
-// How long a worker spins for the next call before sleeping. A futex wake-up of a sleeping worker
-// measured 0.1-1 ms on the 2-vCPU VM (the idle vCPU halts and the host must reschedule it), longer
-// than a whole mid-size call, so back-to-back calls must find the worker awake. An iteration count
-// was too short on Zen 4 (pause is cheap there); time is what matters.
-constexpr auto kSpinTime = std::chrono::microseconds(2000);
+// How long a worker spins for the next call before sleeping (tuning.h).
+constexpr auto kSpinTime = std::chrono::microseconds(kSpinMicroseconds);
 
 class Pool {
  public:
@@ -81,7 +80,7 @@ class Pool {
     const auto spin_end = std::chrono::steady_clock::now() + kSpinTime;
     for (int spin = 1; inside_.load() != 0; ++spin) {
       QK_PAUSE();
-      if (spin % 256 != 0 || std::chrono::steady_clock::now() < spin_end) continue;
+      if (spin % kSpinsPerCheck != 0 || std::chrono::steady_clock::now() < spin_end) continue;
       std::unique_lock<std::mutex> lock(mutex_);
       caller_waiting_.store(true);  // then inside_ is read: a worker leaving either sees it or is seen
       done_.wait(lock, [this] { return inside_.load() == 0; });
@@ -117,7 +116,7 @@ class Pool {
   void worker(int t, uint64_t seen) {
     for (;;) {
       // Spin for kSpinTime for the next call before sleeping: back-to-back calls (a model's layers)
-      // then skip the futex wake-up. Every 256th step yields, so a spinner that shares a CPU with the
+      // then skip the futex wake-up. Every kSpinsPerCheck-th step yields, so a spinner that shares a CPU with the
       // caller hands it back at once. A call seen while spinning is joined without taking mutex_: the
       // caller may still hold it, and a worker that blocks on it sleeps in the kernel for 0.1-1 ms on
       // this VM, long enough to miss the call, and then the next one at the same point.
@@ -125,7 +124,7 @@ class Pool {
       uint64_t g = generation_.load(std::memory_order_acquire);
       for (int spin = 1; g == seen; ++spin, g = generation_.load(std::memory_order_acquire)) {
         QK_PAUSE();
-        if (spin % 256 != 0) continue;
+        if (spin % kSpinsPerCheck != 0) continue;
         if (std::chrono::steady_clock::now() > spin_end) break;
         std::this_thread::yield();
       }
@@ -208,7 +207,7 @@ class Pool {
 int initial_threads() {
   if (const char* env = std::getenv("QKERN_NUM_THREADS")) {
     const int n = std::atoi(env);
-    if (n >= 1) return std::min(n, 1024);
+    if (n >= 1) return std::min(n, kMaxThreads);
   }
   const unsigned hw = std::thread::hardware_concurrency();
   return hw ? static_cast<int>(hw) : 1;
@@ -224,7 +223,7 @@ Pool& pool() {
 int get_num_threads() { return pool().threads(); }
 
 void set_num_threads(int n) {
-  QK_REQUIRE(n >= 1 && n <= 1024, "number of threads must be in [1, 1024]");
+  QK_REQUIRE(n >= 1 && n <= kMaxThreads, "number of threads must be in [1, " + std::to_string(kMaxThreads) + "]");
   if (n != pool().threads()) pool().resize(n);
 }
 

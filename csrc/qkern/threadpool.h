@@ -6,6 +6,9 @@
 
 namespace qk {
 
+// The most threads the pool accepts (set_num_threads; QKERN_NUM_THREADS is capped to it).
+constexpr int kMaxThreads = 1024;
+
 int get_num_threads();
 void set_num_threads(int n);  // n >= 1; initialised from QKERN_NUM_THREADS, else the number of CPUs
 

@@ -12,6 +12,7 @@
 #include "qkern/gemm.h"
 #include "qkern/scalar_common.h"
 #include "qkern/threadpool.h"
+#include "qkern/tuning.h"
 
 namespace qk {
 
@@ -24,12 +25,6 @@ TileChoice tile_kernel_for(Isa isa, int64_t n);
 // A process-wide counter: distinct for every driver call.
 uint64_t next_call_id();
 
-// Below this many multiply-adds a call stays on one thread. M=1, K=N=1024 (2^20) gains from two threads
-// (17 us -> 10.5-14 us) now that each thread starts on its own contiguous range of panels and so finds
-// them in its L2 on the next call; M=1, K=N=512 does not pay for the hand-off.
-constexpr int64_t kParallelMacs = int64_t{1} << 19;
-// Budget for the K x NC block of B that the m-tiles of one task share (about half of a 1 MiB L2).
-constexpr int64_t kL2BlockBytes = 512 * 1024;
 
 // Removes from t the taps in `skipped` (taps that are padding in every row of the tile: they would add
 // za' * tapsum to every row, which the caller adds to the tile's bias instead); t.taps and t.tap_b (into
@@ -103,12 +98,12 @@ void run_tiles(const PackedB& pb, DType a_type, int64_t m, int32_t a_zero_point,
   // Small M: each task is one panel over all rows (threads split N; the rows too if the panel count does
   // not divide among the threads). Otherwise: blocks of m-tiles times blocks of panels that fit the L2
   // budget; the m-tile loop runs outside the panel loop.
-  const bool small_m = m_tiles <= 8;
+  const bool small_m = m_tiles <= kMaxTilesPerTask;
   const int64_t panels_fit = small_m ? 1 : std::max<int64_t>(1, kL2BlockBytes / panel_bytes);
   const int64_t n_blocks = (pb.panels + panels_fit - 1) / panels_fit;
-  // Blocks of at most 8 m-tiles. The task count is then rounded up to a multiple of the thread count:
+  // Blocks of at most kMaxTilesPerTask m-tiles. The task count is then rounded up to a multiple of the thread count:
   // 17 equal tasks on 2 threads are 9 + 8, one thread alone for the last ninth of the call.
-  int64_t m_blocks = small_m ? 1 : (m_tiles + 7) / 8;
+  int64_t m_blocks = small_m ? 1 : (m_tiles + kMaxTilesPerTask - 1) / kMaxTilesPerTask;
   const int64_t threads = get_num_threads();
   while (m_blocks < m_tiles && (m_blocks * n_blocks) % threads != 0 && m_blocks * n_blocks > 1) ++m_blocks;
   // Block b of n covers [b*count/n, (b+1)*count/n): sizes differ by at most one (4 panels that fit 3 at a

@@ -11,7 +11,8 @@ from .ops import conv3x3, conv_transpose2x2, gemm
 from .packed import PackedGemm
 from .packed_conv import PackedConv3x3, PackedConvTranspose2x2
 from .qparams import QParams, calc_qparams, dequantize, quantize
-from .requant import Requant, requantize
+from .requant import requantize
+from .requant_params import Requant
 from .runtime import available_isas, get_isa, get_num_threads, info, kernels, set_isa, set_num_threads
 
 __all__ = [

@@ -7,7 +7,8 @@ from typing import Any
 import numpy as np
 
 from . import _backend
-from . import _validate as V
+from . import _checks as V
+from ._constants import MAX_THREADS
 from ._version import __version__
 
 
@@ -44,8 +45,8 @@ def get_num_threads() -> int:
 def set_num_threads(n: int) -> None:
     """Threads used by native kernels (results are bit-identical for every count)."""
     n = V.int_scalar(n, "n")
-    if not 1 <= n <= 1024:
-        raise ValueError(f"number of threads must be in [1, 1024], got {n}")
+    if not 1 <= n <= MAX_THREADS:
+        raise ValueError(f"number of threads must be in [1, {MAX_THREADS}], got {n}")
     _core().set_num_threads(n)
 
 

@@ -2,18 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
+from ..conv_shape import conv3x3_output_size, deconv2x2_output_size
+from ..requant_params import Requant
 from .gemm import exact_matmul, finish
-
-if TYPE_CHECKING:
-    from ..requant import Requant
-
-
-def conv3x3_output_size(h: int, w: int, stride: int, padding: int) -> tuple[int, int]:
-    return (h + 2 * padding - 3) // stride + 1, (w + 2 * padding - 3) // stride + 1
 
 
 def conv3x3(
@@ -60,5 +53,5 @@ def conv_transpose2x2(
     xc = x.astype(np.int32).reshape(n * h * wd, c) - int(x_zero_point)
     wc = w.astype(np.int32) - np.asarray(w_zero_point, dtype=np.int32)
     out = finish(exact_matmul(xc, wc.reshape(c, 4 * o)), np.tile(bias, 4) if bias is not None else None, None)
-    out = out.reshape(n, h, wd, 2, 2, o).transpose(0, 1, 3, 2, 4, 5).reshape(n, 2 * h, 2 * wd, o)
+    out = out.reshape(n, h, wd, 2, 2, o).transpose(0, 1, 3, 2, 4, 5).reshape(n, *deconv2x2_output_size(h, wd), o)
     return out if requant is None else finish(out.astype(np.int64), None, requant)

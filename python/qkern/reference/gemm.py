@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
+from ..requant_params import Requant
 from .requant import requantize_reference, wrap_int32
-
-if TYPE_CHECKING:
-    from ..requant import Requant
 
 
 def exact_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:

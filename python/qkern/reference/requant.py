@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
-from .. import _validate as V
+from .. import _checks as V
 from ..fixedpoint import multiply_by_quantized_multiplier_gemmlowp, multiply_by_quantized_multiplier_single
-
-if TYPE_CHECKING:
-    from ..requant import Requant
+from ..requant_params import Requant
 
 
 def wrap_int32(v: np.ndarray) -> np.ndarray:

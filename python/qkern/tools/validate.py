@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from .ops import conv3x3, conv_transpose2x2
-from .qparams import QParams, calc_qparams
-from .requant import Requant
+from ..ops import conv3x3, conv_transpose2x2
+from ..qparams import QParams, calc_qparams
+from ..requant import Requant
 
 # (N, H, W, C, O, stride, padding) for conv3x3 and (N, H, W, C, O) for conv_transpose2x2.
 CONV_CASES = [(1, 5, 7, 3, 17, 1, 1), (2, 17, 13, 17, 8, 2, 1), (1, 14, 14, 64, 65, 1, 0), (3, 8, 9, 32, 32, 2, 0)]

@@ -9,12 +9,12 @@ from typing import Any
 
 import numpy as np
 
-from . import _core, runtime
-from .packed import PackedGemm
-from .reference import gemm as reference_gemm
-from .requant import Requant
+from .. import _core, runtime
+from ..packed import PackedGemm
+from ..reference import gemm as reference_gemm
+from ..requant import Requant
 
-# vpdpbusd zmm measured on this project's reference CPU (performance.md section 0): GOP/s per core.
+# vpdpbusd zmm measured on this project's reference CPU (docs/speed-design.md S1): GOP/s per core.
 VNNI_PEAK_GOPS_PER_CORE = 458.0
 # One live-peak probe: 24 vpdpbusd of 64 multiply-adds per iteration, about 3 ms at 458 GOP/s.
 PROBE_ITERATIONS = 450_000

@@ -9,12 +9,12 @@ from typing import Any
 
 import numpy as np
 
-from . import runtime
-from .bench import check_answers, measure, ort_single_node_session
-from .packed_conv import PackedConv3x3, PackedConvTranspose2x2
-from .reference import conv3x3 as reference_conv3x3
-from .reference import conv_transpose2x2 as reference_deconv2x2
-from .requant import Requant
+from .. import runtime
+from ..packed_conv import PackedConv3x3, PackedConvTranspose2x2
+from ..reference import conv3x3 as reference_conv3x3
+from ..reference import conv_transpose2x2 as reference_deconv2x2
+from ..requant import Requant
+from .bench_gemm import check_answers, measure, ort_single_node_session
 
 # Quantization parameters of the synthetic problems: u8 activations, symmetric s8 weights.
 X_SCALE, X_ZP, W_SCALE, Y_SCALE, Y_ZP = 0.02, 128, 0.004, 0.5, 128

@@ -1,6 +1,6 @@
 """Perf smoke figures: qkern alone on GEMM 1024^3 and conv3x3 56x56 64->64, one thread, best round.
 
-Used by `benchmarks/test_perf_smoke.py` (performance.md, CI guard 10: each figure must stay >= 80% of the
+Used by `benchmarks/test_perf_smoke.py` (docs/speed-design.md S11: each figure must stay >= 80% of the
 value recorded for this CPU in `benchmarks/perf_baseline.json`) and by `tools/record_perf_baseline.py`.
 One thread and the best of many rounds: the 2-vCPU VM's second core comes and goes, and a guard must not
 flap with it; a real regression slows every round.
@@ -16,12 +16,12 @@ from typing import Any
 
 import numpy as np
 
-from . import runtime
-from .packed import PackedGemm
-from .packed_conv import PackedConv3x3
-from .reference import conv3x3 as reference_conv3x3
-from .reference import gemm as reference_gemm
-from .requant import Requant
+from .. import runtime
+from ..packed import PackedGemm
+from ..packed_conv import PackedConv3x3
+from ..reference import conv3x3 as reference_conv3x3
+from ..reference import gemm as reference_gemm
+from ..requant import Requant
 
 SMOKE_FLOOR = 0.8  # a figure below this fraction of the recorded one fails the guard
 

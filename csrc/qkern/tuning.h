@@ -1,0 +1,43 @@
+// tuning.h: every speed-tuning constant of the drivers and the thread pool, with what it trades. None of
+// them changes a result: K is never split, so any value gives the same integers (docs/speed-design.md).
+#pragma once
+
+#include <cstdint>
+
+namespace qk {
+
+// Threads. Below this many multiply-adds a call stays on the calling thread: waking a worker costs about as
+// much as the call (M=1, K=N=512 does not pay for the hand-off; M=1, K=N=1024 does, because each thread
+// starts on its own contiguous range of panels and finds them in its L2 on the next call).
+constexpr int64_t kParallelMacs = int64_t{1} << 19;
+
+// Threads. How long a worker spins for the next call before sleeping on the futex: longer burns a core
+// between calls, shorter pays a wake-up (0.1-1 ms on a 2-vCPU VM, where the idle vCPU halts) on
+// back-to-back calls such as a model's layers. Time, not an iteration count: `pause` costs differ by CPU.
+constexpr int64_t kSpinMicroseconds = 2000;
+// Threads. A spinning thread reads the clock, and a spinning worker yields its CPU (to a caller that shares
+// it), every this many spins: more often costs the spinner its reaction time, less often delays the caller.
+constexpr int kSpinsPerCheck = 256;
+
+// Blocking. Budget for the K x NC block of packed B that the m-tiles of one task share: about half of a
+// 1 MiB L2, so B streams from L2 while the other half holds A rows, the output and the other thread's data.
+constexpr int64_t kL2BlockBytes = 512 * 1024;
+// Blocking. At most this many m-tiles per task. Up to this many in the whole call, each task is one panel
+// over all rows (threads split N: B is read once); more tiles per task amortise the panel's start-up but
+// leave fewer tasks to balance between threads.
+constexpr int64_t kMaxTilesPerTask = 8;
+
+// Row sums. Activation rows are summed on the pool in blocks of about this many bytes: smaller blocks pay
+// task overhead, larger ones leave a thread idle on small inputs.
+constexpr int64_t kRowSumBlockBytes = 64 * 1024;
+
+// conv3x3. Up to this many input channels B is packed as three 3*C-deep taps, one per kernel row, read in
+// place (narrow layers: nine short taps cost more in tap switches than in arithmetic); above it, nine
+// C-deep taps. Larger values grow each tile's scratch (kMaxMR x 3 x 3*C bytes on the stack).
+constexpr int64_t kSmallCinMax = 64;
+// conv3x3. Up to this many input channels (first layers) each tile copies its 9*C-byte windows into a
+// patch and multiplies one tap: three taps of 3*C <= 18 bytes cost more in tap switches and K tails than
+// the copy; from C = 8 on, the copy costs more than it saves (docs/speed-design.md S8).
+constexpr int64_t kPatchCinMax = 6;
+
+}  // namespace qk

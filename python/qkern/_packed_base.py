@@ -1,0 +1,84 @@
+"""The life cycle and hot path shared by PackedGemm, PackedConv3x3 and PackedConvTranspose2x2."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from . import _backend
+from . import _checks as V
+from . import _marshal as M
+from .requant_params import Requant
+
+
+class PackedOp:
+    """Owns a read-only copy of the weights, their zero point(s), the bias and the Requant; packs them for
+    the current ISA, repacks when `set_isa` changes it, and runs the reference backend when asked (or when
+    `_core` is missing). Subclasses set `out_channels` and implement `_make_core` and `_reference`."""
+
+    out_channels: int
+    bias: np.ndarray | None
+    requant: Requant | None
+    out_dtype: np.dtype
+
+    def _own(self, weights: np.ndarray, zero_point: Any, zp_name: str, bias: Any, requant: Any) -> tuple[Any, Any]:
+        """Checks and stores bias and requant; returns (a read-only copy of the weights, their zero point)."""
+        own = np.array(weights, order="C")  # own copy: later changes to the caller's array do not leak in
+        own.setflags(write=False)
+        zp = V.zero_point(zero_point, weights.dtype.name, zp_name, channels=self.out_channels)
+        self.bias = None if bias is None else np.array(V.bias(bias, self.out_channels))
+        self.requant = M.checked_requant(requant, self.out_channels)
+        self.out_dtype = M.out_dtype(self.requant)
+        self._core: Any = None
+        self._isa_epoch = -1
+        return own, zp
+
+    def _pack(self) -> None:
+        if _backend.core is not None:
+            self._core = self._make_core(_backend.core)
+
+    def _core_args(self, weights: np.ndarray, zero_point: Any) -> tuple[Any, ...]:
+        """The constructor arguments every native packed object takes first."""
+        o = self.out_channels
+        return (weights, M.zp_vector(zero_point, o), self.bias, M.stage_args(self.requant, o), self.out_dtype.name)
+
+    def _make_core(self, core: Any) -> Any:
+        raise NotImplementedError
+
+    def _reference(self, x: np.ndarray, zero_point: int) -> np.ndarray:
+        raise NotImplementedError
+
+    @property
+    def isa(self) -> str | None:
+        """The ISA the weights are packed for (None without the native backend)."""
+        return None if self._core is None else self._core.isa
+
+    def _run(self, x: np.ndarray, zero_point: Any, zp_name: str, out: Any, rows: tuple[int, ...]) -> np.ndarray:
+        """The hot path, after the caller checked x (a uint8/int8 ndarray whose shape fits) and computed
+        the output shape without its channel count (`rows`). The fixed cost of a call is what small
+        shapes pay, so the common case runs inline checks only; anything unusual goes to the full
+        validators for their error. Layout, writeability and overlap of `out` are checked by the binding."""
+        if type(zero_point) is not int or not (
+            (0 <= zero_point <= 255) if x.dtype.char == "B" else (-128 <= zero_point <= 127)
+        ):
+            zero_point = V.zero_point(zero_point, V.qname(x), zp_name)
+        shape = (*rows, self.out_channels)
+        if out is None:
+            out = np.empty(shape, dtype=self.out_dtype)
+        elif type(out) is not np.ndarray or out.dtype != self.out_dtype or out.shape != shape:
+            out = M.checked_out(out, shape, self.requant, (x,))
+        core = _backend.core
+        if core is None or _backend.get_backend() == "reference":
+            M.checked_out(out, shape, self.requant, (x,))
+            out[...] = self._reference(x, zero_point)
+            return out
+        if self._isa_epoch != _backend.isa_epoch:
+            if self._core.isa != core.get_isa():
+                self._core = self._make_core(core)
+            self._isa_epoch = _backend.isa_epoch
+        if not x.flags.c_contiguous:
+            M.checked_out(out, shape, self.requant, (x,))  # the overlap check, before the copy hides it
+            x = np.ascontiguousarray(x)
+        self._core.run(x, zero_point, out)  # checks that out does not overlap x (cheaper in C++)
+        return out

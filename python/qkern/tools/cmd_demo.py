@@ -1,0 +1,20 @@
+"""`qkern demo KIND`: each demo kind is one row of DEMOS (a module with add_arguments and main)."""
+
+from __future__ import annotations
+
+import argparse
+
+from .registry import register
+
+# kind -> (module exposing add_arguments(parser) and main(args) -> int, one-line help).
+DEMOS: dict[str, tuple[str, str]] = {
+    "gemm": ("qkern.tools.demo_gemm", "quantize y = relu(x @ w), run it in integers, compare with float and reference"),
+}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    register(parser.add_subparsers(dest="demo", required=True, metavar="KIND"), DEMOS, "demo_main")
+
+
+def main(args: argparse.Namespace) -> int:
+    return int(args.demo_main(args))
