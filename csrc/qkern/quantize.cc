@@ -302,51 +302,71 @@ bool min_max_array(const float* x, int64_t n, float* mn, float* mx) {
   return any_nan;
 }
 
-bool histc_array(const float* x, int64_t n, int64_t bins, float lo, float hi, int64_t* counts) {
+namespace {
+
+// Counts of x[0, n) into c (see histc_array); returns false if a quotient is NaN or infinite.
+bool histc_range(const float* x, int64_t n, int64_t bins, float lo, float hi, int64_t* c) {
   const float width = hi - lo, fbins = static_cast<float>(bins);
-  const int64_t grain = std::max<int64_t>(kGrain * 4, n / 8 + 1);
-  const int64_t tasks = (n + grain - 1) / grain;
-  std::vector<int64_t> part(static_cast<size_t>(std::max<int64_t>(tasks, 1) * bins), 0);
-  std::atomic<bool> bad{false};
-  chunked(n, grain, [&](int64_t b, int64_t e) {
-    int64_t* c = part.data() + b / grain * bins;
-    for (int64_t i = b; i < e; ++i) {
-      const float v = x[i];
-      if (!(v >= lo && v <= hi)) continue;
-      const float pos = (v - lo) * fbins / width;  // float32 throughout, torch's order
-      if (!(pos < 9.0e18f)) {  // NaN or inf (a range wider than float32): no bin; the caller falls back
-        bad.store(true);
-        continue;
-      }
-      ++c[std::min(static_cast<int64_t>(pos), bins - 1)];
+  bool ok = true;
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = x[i];
+    if (!(v >= lo && v <= hi)) continue;
+    const float pos = (v - lo) * fbins / width;  // float32 throughout, torch's order
+    if (!(pos < 9.0e18f)) {  // NaN or inf (a range wider than float32): no bin; the caller falls back
+      ok = false;
+      continue;
     }
-  });
-  if (bad.load()) return false;
+    ++c[std::min(static_cast<int64_t>(pos), bins - 1)];
+  }
+  return ok;
+}
+
+// Counts of x[0, n) into c by sorted edges (see histogram_edges_array). Bin j is the last with
+// edges[j] <= v (capped at the last bin, which also holds v == edges[bins]). Edges are usually near-uniform,
+// so a linear guess followed by a short walk finds j; a binary search finishes when the walk is long.
+void edges_range(const float* x, int64_t n, const float* edges, int64_t nedges, int64_t* c) {
+  const int64_t bins = nedges - 1;
+  const float first = edges[0], last = edges[bins];
+  const double per_unit = last > first ? static_cast<double>(bins) / (static_cast<double>(last) - first) : 0.0;
+  for (int64_t i = 0; i < n; ++i) {
+    const float v = x[i];
+    if (!(v >= first && v <= last)) continue;
+    const double guess = (static_cast<double>(v) - first) * per_unit;
+    int64_t j = std::min<int64_t>(bins - 1, std::max<int64_t>(0, static_cast<int64_t>(guess)));
+    int steps = 0;
+    while (j > 0 && edges[j] > v && ++steps < 4) --j;
+    while (j < bins - 1 && edges[j + 1] <= v && ++steps < 4) ++j;
+    if (steps >= 4 || (j > 0 && edges[j] > v) || (j < bins - 1 && edges[j + 1] <= v))
+      j = std::min<int64_t>(bins - 1, std::upper_bound(edges, edges + nedges, v) - edges - 1);
+    ++c[j];
+  }
+}
+
+// Runs count(begin, end, partial counts) over chunks of x on the pool and sums the partial counts.
+template <typename F>
+void histogram_chunks(int64_t n, int64_t bins, int64_t* counts, const F& count) {
+  const int64_t grain = std::max<int64_t>(kGrain * 4, n / 8 + 1);
+  const int64_t tasks = std::max<int64_t>(1, (n + grain - 1) / grain);
+  std::vector<int64_t> part(static_cast<size_t>(tasks * bins), 0);
+  chunked(n, grain, [&](int64_t b, int64_t e) { count(b, e, part.data() + b / grain * bins); });
   std::fill(counts, counts + bins, 0);
   for (int64_t t = 0; t < tasks; ++t)
     for (int64_t j = 0; j < bins; ++j) counts[j] += part[static_cast<size_t>(t * bins + j)];
-  return true;
+}
+
+}  // namespace
+
+bool histc_array(const float* x, int64_t n, int64_t bins, float lo, float hi, int64_t* counts) {
+  std::atomic<bool> ok{true};
+  histogram_chunks(n, bins, counts, [&](int64_t b, int64_t e, int64_t* c) {
+    if (!histc_range(x + b, e - b, bins, lo, hi, c)) ok.store(false);
+  });
+  return ok.load();
 }
 
 void histogram_edges_array(const float* x, int64_t n, const float* edges, int64_t nedges, int64_t* counts) {
-  const int64_t bins = nedges - 1;
-  const float first = edges[0], last = edges[bins];
-  const int64_t grain = std::max<int64_t>(kGrain * 4, n / 8 + 1);
-  const int64_t tasks = (n + grain - 1) / grain;
-  std::vector<int64_t> part(static_cast<size_t>(std::max<int64_t>(tasks, 1) * bins), 0);
-  chunked(n, grain, [&](int64_t b, int64_t e) {
-    int64_t* c = part.data() + b / grain * bins;
-    for (int64_t i = b; i < e; ++i) {
-      const float v = x[i];
-      if (!(v >= first && v <= last)) continue;
-      // The last edge j with edges[j] <= v; v == last belongs to the last bin.
-      const int64_t j = std::upper_bound(edges, edges + nedges, v) - edges - 1;
-      ++c[std::min(j, bins - 1)];
-    }
-  });
-  std::fill(counts, counts + bins, 0);
-  for (int64_t t = 0; t < tasks; ++t)
-    for (int64_t j = 0; j < bins; ++j) counts[j] += part[static_cast<size_t>(t * bins + j)];
+  histogram_chunks(n, nedges - 1, counts,
+                   [&](int64_t b, int64_t e, int64_t* c) { edges_range(x + b, e - b, edges, nedges, c); });
 }
 
 }  // namespace qk
