@@ -70,25 +70,31 @@ def test_histogram_observer_1m(benchmark):
     benchmark(obs, x)
 
 
-def _median_us(fn: Callable[[], Any], rounds: int, budget_s: float = 0.05) -> float:
-    """Median over `rounds` of the mean time per call, each round calling fn enough to last ~budget_s."""
-    fn()
-    start = time.perf_counter()
-    fn()
-    once = max(time.perf_counter() - start, 1e-7)
-    number = max(1, int(budget_s / once))
-    times = []
-    for _ in range(rounds):
+def _medians_us(fns: list[Callable[[], Any]], rounds: int, budget_s: float = 0.02) -> list[float]:
+    """Median over `rounds` of each fn's mean time per call (us). The fns take turns within every round,
+    so all of them see the same phases of a shared machine; each runs ~budget_s per round."""
+    numbers = []
+    for fn in fns:
+        fn()
         start = time.perf_counter()
-        for _ in range(number):
-            fn()
-        times.append((time.perf_counter() - start) / number)
-    return statistics.median(times) * 1e6
+        fn()
+        numbers.append(max(1, int(budget_s / max(time.perf_counter() - start, 1e-7))))
+    times: list[list[float]] = [[] for _ in fns]
+    for _ in range(rounds):
+        for fn, number, out in zip(fns, numbers, times, strict=True):
+            start = time.perf_counter()
+            for _ in range(number):
+                fn()
+            out.append((time.perf_counter() - start) / number)
+    return [statistics.median(t) * 1e6 for t in times]
 
 
 def elementwise_table(threads: int = 2, rounds: int = 15) -> list[str]:
-    """Markdown rows: each op and size, qkern and torch medians (us), torch/qkern, or G values/s."""
+    """Markdown rows: each op and size, medians (us) of qkern at `threads` threads and of torch at `threads`
+    and at 1 thread (on a loaded machine torch's thread team can cost more than the work), the best
+    torch's time over qkern's, and qkern's G values/s."""
     import torch
+    import torch.ao.quantization  # imported up front: before it is, each quantized-tensor call costs ~20 ms here
     from tqdm import tqdm
 
     warnings.filterwarnings("ignore", category=UserWarning)
@@ -141,15 +147,28 @@ def elementwise_table(threads: int = 2, rounds: int = 15) -> list[str]:
     tobs(txh)
     cases.append(("HistogramObserver update", xh.size, lambda: obs(xh), lambda: tobs(txh)))
     rows = [
-        "| op | elements | qkern (us) | torch 2.13 (us) | torch / qkern | qkern G values/s |",
-        "|---|---|---|---|---|---|",
+        f"| op | elements | qkern {threads}t (us) | torch {threads}t (us) | torch 1t (us) | best torch / qkern "
+        "| qkern G values/s |",
+        "|---|---|---|---|---|---|---|",
     ]
+
+    def torch_threads(fn: Callable[[], Any], t: int) -> Callable[[], Any]:
+        def run() -> Any:
+            torch.set_num_threads(t)
+            return fn()
+
+        return run
+
     for name, n, ours, peer in tqdm(cases, desc="elementwise", unit="case"):
-        t_ours = _median_us(ours, rounds)
-        t_peer = _median_us(peer, rounds) if peer is not None else None
-        ratio = f"{t_peer / t_ours:.2f}x" if t_peer is not None else "-"
-        peer_s = f"{t_peer:,.1f}" if t_peer is not None else "-"
-        rows.append(f"| {name} | {n:,} | {t_ours:,.1f} | {peer_s} | {ratio} | {n / t_ours / 1e3:.2f} |")
+        cells, ratio = ["-", "-"], "-"
+        if peer is None:
+            (t_ours,) = _medians_us([ours], rounds)
+        else:
+            t_ours, t_peer, t_peer1 = _medians_us([ours, torch_threads(peer, threads), torch_threads(peer, 1)], rounds)
+            cells = [f"{t_peer:,.1f}", f"{t_peer1:,.1f}"]
+            ratio = f"{min(t_peer, t_peer1) / t_ours:.2f}x"
+        rows.append(f"| {name} | {n:,} | {t_ours:,.1f} | {cells[0]} | {cells[1]} | {ratio} | {n / t_ours / 1e3:.2f} |")
+        torch.set_num_threads(threads)
     return rows
 
 
