@@ -350,13 +350,16 @@ def dequantize(q: np.ndarray, scale: Any, zero_point: Any, *, axis: int | None =
     Per-tensor: f32(scale) * f32(q - zero_point). Per-channel: f32(f64(scale) * (q - zero_point)), since
     torch keeps per-channel scales in float64 (measured; identical whenever the scale is a float32).
     """
+    core = _backend.core
+    if axis is None and type(q) is np.ndarray and q.ndim and core is not None and _backend.get_backend() == "native":
+        kind = q.dtype.char  # "B" uint8, "b" int8
+        if kind == "B" or kind == "b":
+            args, s = _per_tensor_params(scale, zero_point, "uint8" if kind == "B" else "int8", None, None)
+            return core.dequantize_per_tensor(q, s, int(args[1]))
     q = V.quant_array(q, "q")
     dtype = V.qname(q)
-    native = q.ndim > 0 and _backend.core is not None and _backend.get_backend() == "native"
+    native = q.ndim > 0 and core is not None and _backend.get_backend() == "native"
     if axis is None:
-        if native:
-            args, s = _per_tensor_params(scale, zero_point, dtype, None, None)
-            return _backend.core.dequantize_per_tensor(q, s, int(args[1]))  # type: ignore[union-attr]
         s = V.scale(scale)
         if s.ndim != 0:
             raise ValueError("scale is an array: pass axis=... for per-channel dequantization")
@@ -374,7 +377,7 @@ def dequantize(q: np.ndarray, scale: Any, zero_point: Any, *, axis: int | None =
         out = np.empty(qc.shape, _F32)
         outer, channels, inner = _channel_split(qc.shape, axis % qc.ndim)
         zp_c = np.ascontiguousarray(zp, dtype=np.int32)
-        _backend.core.dequantize_per_channel(qc, np.ascontiguousarray(s64), zp_c, outer, channels, inner, out)  # type: ignore[union-attr]
+        core.dequantize_per_channel(qc, np.ascontiguousarray(s64), zp_c, outer, channels, inner, out)  # type: ignore[union-attr]
         return out
     return ((q.astype(np.int32) - zp.reshape(shape)) * s64.reshape(shape)).astype(_F32)
 
