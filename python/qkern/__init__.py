@@ -10,7 +10,7 @@ from .fixedpoint import quantize_multiplier
 from .ops import conv3x3, conv_transpose2x2, gemm
 from .packed import PackedGemm
 from .packed_conv import PackedConv3x3, PackedConvTranspose2x2
-from .qparams import QParams, calc_qparams, dequantize, quantize
+from .qparams import QParams, calc_qparams, dequantize, dequantize_to_nchw, quantize, quantize_to_nhwc
 from .requant import requantize
 from .requant_params import Requant
 from .runtime import available_isas, get_isa, get_num_threads, info, kernels, set_isa, set_num_threads
@@ -28,6 +28,7 @@ __all__ = [
     "conv3x3",
     "conv_transpose2x2",
     "dequantize",
+    "dequantize_to_nchw",
     "gemm",
     "get_backend",
     "get_isa",
@@ -36,6 +37,7 @@ __all__ = [
     "kernels",
     "quantize",
     "quantize_multiplier",
+    "quantize_to_nhwc",
     "requantize",
     "set_backend",
     "set_isa",

@@ -100,7 +100,44 @@ def multiply_by_quantized_multiplier_gemmlowp(
     x: npt.NDArray[np.int32], multiplier: npt.NDArray[np.int32], shift: npt.NDArray[np.int32]
 ) -> npt.NDArray[np.int32]: ...
 def requantize(
-    acc: npt.NDArray[np.int32], bias: npt.NDArray[np.int32] | None, stage: StageArgs, out: npt.NDArray[Any]
+    acc: npt.NDArray[np.int32],
+    bias: npt.NDArray[np.int32] | None,
+    stage: StageArgs,
+    out: npt.NDArray[Any],
+    broadcast: bool = False,
+) -> None: ...
+def quantize_per_tensor(
+    x: npt.NDArray[np.float32], inv: float, zero_point: float, qmin: float, qmax: float, is_signed: bool
+) -> npt.NDArray[Any]: ...
+def quantize_per_channel(
+    x: npt.NDArray[np.float32],
+    inv: npt.NDArray[np.float32],
+    zero_point: npt.NDArray[np.float32],
+    outer: int,
+    channels: int,
+    inner: int,
+    qmin: float,
+    qmax: float,
+    out: npt.NDArray[Any],
+) -> bool: ...
+def dequantize_per_tensor(q: npt.NDArray[Any], scale: float, zero_point: int) -> npt.NDArray[np.float32]: ...
+def dequantize_per_channel(
+    q: npt.NDArray[Any],
+    scale: npt.NDArray[np.float64],
+    zero_point: npt.NDArray[np.int32],
+    outer: int,
+    channels: int,
+    inner: int,
+    out: npt.NDArray[np.float32],
+) -> None: ...
+def quantize_to_nhwc(
+    x: npt.NDArray[np.float32], inv: float, zero_point: float, qmin: float, qmax: float, out: npt.NDArray[Any]
+) -> bool: ...
+def dequantize_to_nchw(q: npt.NDArray[Any], scale: float, zero_point: int, out: npt.NDArray[np.float32]) -> None: ...
+def min_max(x: npt.NDArray[np.float32]) -> tuple[float, float, bool]: ...
+def histc(x: npt.NDArray[np.float32], bins: int, lo: float, hi: float, counts: npt.NDArray[np.int64]) -> bool: ...
+def histogram_edges(
+    x: npt.NDArray[np.float32], edges: npt.NDArray[np.float32], counts: npt.NDArray[np.int64]
 ) -> None: ...
 def build_info() -> dict[str, Any]: ...
 def requant_modes() -> dict[str, int]: ...

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from . import _validate as V
-from .observers import as_float32
+from .observers import as_float32, min_max, native_core
 from .qparams import QParams, calc_qparams
 
 METHODS = ("minmax", "percentile", "mse", "entropy")
@@ -40,6 +40,19 @@ def smooth_distribution(p: np.ndarray, eps: float = 1e-4) -> np.ndarray | None:
     return p.astype(_F32) + (eps * zeros.astype(_F32) + (-eps1) * (~zeros).astype(_F32))
 
 
+def histogram(a: np.ndarray, bins: int | np.ndarray, range: Any = None) -> tuple[np.ndarray, np.ndarray]:
+    """numpy.histogram(a, bins, range): the edges from NumPy, the counting native when the backend is."""
+    core = native_core()
+    if core is None or a.dtype != _F32:
+        return np.histogram(a, bins, range=range)
+    edges = bins if isinstance(bins, np.ndarray) else np.histogram_bin_edges(a, bins, range=range)
+    if edges.dtype != _F32 or edges.ndim != 1 or edges.size < 2:
+        return np.histogram(a, bins, range=range)
+    counts = np.empty(edges.size - 1, np.intp)
+    core.histogram_edges(np.ascontiguousarray(a), np.ascontiguousarray(edges), counts)
+    return counts, edges
+
+
 class AbsHistogram:
     """Histogram of |x| over [0, amax] (TensorRT/ONNX Runtime style): later batches with a larger amax
     append bins of the same width, so old counts never move."""
@@ -52,7 +65,7 @@ class AbsHistogram:
     def add(self, x: np.ndarray) -> None:
         a = np.abs(x)
         if self.hist is None:
-            self.hist, edges = np.histogram(a, bins=self.bins)
+            self.hist, edges = histogram(a, self.bins)
             self.edges = edges.astype(a.dtype)
             return
         edges = self.edges
@@ -60,7 +73,7 @@ class AbsHistogram:
         if amax > edges[-1]:
             width = edges[1] - edges[0]
             edges = np.hstack((edges, np.arange(edges[-1] + width, amax + width, width)))
-        hist, new_edges = np.histogram(a, bins=edges)
+        hist, new_edges = histogram(a, edges)
         hist[: len(self.hist)] += self.hist
         self.hist, self.edges = hist, new_edges.astype(a.dtype)
 
@@ -76,25 +89,26 @@ class RealHistogram:
         self.threshold: Any = None
 
     def add(self, x: np.ndarray) -> None:
-        t = np.array(max(abs(x.min()), abs(x.max())), dtype=x.dtype)
+        mn, mx = min_max(x)
+        t = np.array(max(abs(mn), abs(mx)), dtype=x.dtype)
         if self.hist is None:
-            self.hist, self.edges = np.histogram(x, self.bins, range=(-t, t))
+            self.hist, self.edges = histogram(x, self.bins, range=(-t, t))
             self.threshold = t
             return
         old_t = self.threshold
         if t <= old_t:
-            hist, _ = np.histogram(x, len(self.hist), range=(-old_t, old_t))
+            hist, _ = histogram(x, len(self.hist), range=(-old_t, old_t))
             self.hist = hist + self.hist
             return
         if old_t == 0:
-            hist, edges = np.histogram(x, len(self.hist), range=(-t, t))
+            hist, edges = histogram(x, len(self.hist), range=(-t, t))
             hist += self.hist
         else:
             n_old = len(self.hist)
             stride = 2 * old_t / n_old
             half = int((t - old_t) // stride + 1)
             t = half * stride + old_t
-            hist, edges = np.histogram(x, n_old + 2 * half, range=(-t, t))
+            hist, edges = histogram(x, n_old + 2 * half, range=(-t, t))
             hist[half : n_old + 2 * half - half] += self.hist
         self.hist, self.edges, self.threshold = hist, edges, t
 
@@ -240,7 +254,8 @@ class Calibrator:
         a = as_float32(x).reshape(-1)
         a = a[np.isfinite(a)]
         if a.size:
-            self.min_val, self.max_val = min(self.min_val, float(a.min())), max(self.max_val, float(a.max()))
+            mn, mx = min_max(a)
+            self.min_val, self.max_val = min(self.min_val, float(mn)), max(self.max_val, float(mx))
             if self.method != "minmax":
                 self.histogram.add(a)
         return x

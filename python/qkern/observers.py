@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _backend
 from . import _validate as V
 from .qparams import QParams, observer_qparams
 
@@ -299,15 +300,38 @@ class MovingAveragePerChannelMinMaxObserver(PerChannelMinMaxObserver):
         self.max_val = self.max_val + c * (cur_max - self.max_val)
 
 
+def native_core() -> Any:
+    """The native core when the native backend is in effect here, else None (the NumPy code runs)."""
+    core = _backend.core
+    return core if core is not None and _backend.get_backend() == "native" else None
+
+
 def histc(x: np.ndarray, bins: int, lo: Any, hi: Any) -> np.ndarray:
     """torch.histc on float32: bin = int(f32((x - lo) * bins / (hi - lo))), the top edge in the last bin,
     values outside [lo, hi] dropped, a zero-width range widened to [lo - 1, hi + 1]."""
     lo, hi = _F32(lo), _F32(hi)
     if lo == hi:
         lo, hi = lo - _F32(1), hi + _F32(1)
+    core = native_core()
+    if core is not None and x.dtype == _F32 and np.isfinite(lo) and np.isfinite(hi):
+        counts = np.empty(bins, np.int64)
+        if core.histc(np.ascontiguousarray(x), bins, float(lo), float(hi), counts):
+            return counts.astype(_F32)
+        # some quotient has no bin (a range wider than float32): the NumPy code below raises as before
     x = x[(x >= lo) & (x <= hi)]
     pos = ((x - lo) * _F32(bins) / (hi - lo)).astype(np.int64)
     return np.bincount(np.minimum(pos, bins - 1), minlength=bins).astype(_F32)
+
+
+def min_max(x: np.ndarray) -> tuple[Any, Any]:
+    """(x.min(), x.max()) of a non-empty float32 array, as float32 scalars (NaN propagates, as NumPy's)."""
+    core = native_core()
+    if core is None or x.dtype != _F32:
+        return x.min(), x.max()
+    mn, mx, has_nan = core.min_max(np.ascontiguousarray(x))
+    if has_nan:
+        return x.min(), x.max()
+    return _F32(mn), _F32(mx)
 
 
 def linspace_f32(start: Any, end: Any, steps: int) -> np.ndarray:
@@ -359,7 +383,7 @@ class HistogramObserver(ObserverBase):
         x = x.reshape(-1)
         if x.size == 0:
             return
-        x_min, x_max = x.min(), x.max()
+        x_min, x_max = min_max(x)
         if np.isinf(x_min) or np.isinf(x_max):
             warnings.warn("inf detected in input, ignoring those values", UserWarning, stacklevel=3)
             x = x[np.abs(x) != np.inf]

@@ -7,9 +7,15 @@ from typing import Any
 
 import numpy as np
 
+from . import _backend
 from . import _validate as V
 
 _F32 = np.float32
+_F32_DTYPE = np.dtype(np.float32)
+# Validated per-tensor parameters of recent calls (see _per_tensor_params); bounded.
+_NativeArgs = tuple[float, float, float, float, bool]  # inv, zero point, qmin, qmax (float32 values), is int8
+_PARAMS_CACHE: dict[tuple[Any, ...], tuple[_NativeArgs, float]] = {}
+_PARAMS_CACHE_SIZE = 256
 
 
 def _frozen_array(a: np.ndarray) -> np.ndarray:
@@ -61,12 +67,26 @@ class QParams:
             raise ValueError(f"need {lo} <= qmin < qmax <= {hi} for {dtype}, got qmin={qmin}, qmax={qmax}")
         object.__setattr__(self, "qmin", qmin)
         object.__setattr__(self, "qmax", qmax)
+        native = None
+        if self.axis is None:  # the native kernel's arguments, validated once
+            inv = float(_F32(1.0) / self.scale)
+            native = (inv, float(self.zero_point), float(qmin), float(qmax), dtype == "int8")
+        object.__setattr__(self, "_native", native)
 
     @property
     def per_channel(self) -> bool:
         return self.axis is not None
 
     def quantize(self, x: Any) -> np.ndarray:
+        if (
+            self._native is not None
+            and type(x) is np.ndarray
+            and x.dtype is _F32_DTYPE
+            and x.ndim
+            and _backend.core is not None
+            and _backend.get_backend() == "native"
+        ):
+            return _backend.core.quantize_per_tensor(x, *self._native)
         return quantize(x, self.scale, self.zero_point, self.dtype, axis=self.axis, qmin=self.qmin, qmax=self.qmax)
 
     def dequantize(self, q: np.ndarray) -> np.ndarray:
@@ -210,6 +230,55 @@ def _fma_to_f32(p: np.ndarray, c: Any) -> np.ndarray:
     return r
 
 
+def _per_tensor_params(scale: Any, zero_point: Any, dtype: Any, qmin: Any, qmax: Any) -> tuple[_NativeArgs, float]:
+    """(the native quantize's arguments after x, float32 scale) of a per-tensor (de)quantize, validated;
+    cached by the arguments' values and types."""
+    try:
+        key = (type(scale), scale, type(zero_point), zero_point, dtype, type(qmin), qmin, type(qmax), qmax)
+        hit = _PARAMS_CACHE.get(key)
+    except TypeError:  # an unhashable argument (an array): validate every time
+        key, hit = None, None
+    if hit is not None:
+        return hit
+    dtype = V.dtype_name(dtype)
+    qmin, qmax = _int_range(dtype, qmin, qmax)
+    s = V.scale(scale)
+    if s.ndim != 0:
+        raise ValueError("scale is an array: pass axis=... for per-channel quantization")
+    zp = V.zero_point(zero_point, dtype, "zero_point")
+    params = ((float(_F32(1.0) / s), float(zp), float(qmin), float(qmax), dtype == "int8"), float(s))
+    if key is not None:
+        if len(_PARAMS_CACHE) >= _PARAMS_CACHE_SIZE:
+            _PARAMS_CACHE.clear()
+        _PARAMS_CACHE[key] = params
+    return params
+
+
+def _int_range(dtype: str, qmin: Any, qmax: Any) -> tuple[int, int]:
+    lo, hi = V.dtype_range(dtype)
+    qmin = lo if qmin is None else V.int_scalar(qmin, "qmin")
+    qmax = hi if qmax is None else V.int_scalar(qmax, "qmax")
+    if not lo <= qmin <= qmax <= hi:
+        raise ValueError(f"need {lo} <= qmin <= qmax <= {hi} for {dtype}, got qmin={qmin}, qmax={qmax}")
+    return qmin, qmax
+
+
+def _as_float32(x: Any) -> np.ndarray:
+    if type(x) is np.ndarray and x.dtype.char == "f":
+        return x
+    try:
+        return np.asarray(x, dtype=_F32)
+    except (TypeError, ValueError):
+        raise TypeError(f"x must be an array of real numbers, got {type(x).__name__}") from None
+
+
+def _channel_split(shape: tuple[int, ...], axis: int) -> tuple[int, int, int]:
+    """(outer, channels, inner) of a C-contiguous array of `shape` around `axis` (already in range)."""
+    outer = int(np.prod(shape[:axis], dtype=np.int64))
+    inner = int(np.prod(shape[axis + 1 :], dtype=np.int64))
+    return outer, shape[axis], inner
+
+
 def quantize(
     x: Any,
     scale: Any,
@@ -224,24 +293,23 @@ def quantize(
 
     Per-tensor: q = clamp(rne(fma_f32(x, inv, zp))); per-channel (axis given, 1-D scale/zero_point):
     q = clamp(rne(f32(f32(x*inv) + zp))); inv = f32(1 / f32(scale)). x is read as float32; +-inf
-    saturate; NaN is rejected.
+    saturate; NaN is rejected. The native backend runs the C++ kernels, the reference backend this NumPy.
     """
+    core = _backend.core
+    native = core is not None and _backend.get_backend() == "native"
+    if native and axis is None and type(x) is np.ndarray and x.dtype is _F32_DTYPE and x.ndim:
+        return core.quantize_per_tensor(x, *_per_tensor_params(scale, zero_point, dtype, qmin, qmax)[0])  # type: ignore[union-attr]
     dtype = V.dtype_name(dtype)
-    lo, hi = V.dtype_range(dtype)
-    qmin = lo if qmin is None else V.int_scalar(qmin, "qmin")
-    qmax = hi if qmax is None else V.int_scalar(qmax, "qmax")
-    if not lo <= qmin <= qmax <= hi:
-        raise ValueError(f"need {lo} <= qmin <= qmax <= {hi} for {dtype}, got qmin={qmin}, qmax={qmax}")
-    try:
-        xf = np.asarray(x, dtype=_F32)
-    except (TypeError, ValueError):
-        raise TypeError(f"x must be an array of real numbers, got {type(x).__name__}") from None
+    qmin, qmax = _int_range(dtype, qmin, qmax)
+    xf = _as_float32(x)
     s = V.scale(scale)
     inv = _F32(1.0) / s
     if axis is None:
         if s.ndim != 0:
             raise ValueError("scale is an array: pass axis=... for per-channel quantization")
         zp = V.zero_point(zero_point, dtype, "zero_point")
+        if native and xf.ndim:
+            return core.quantize_per_tensor(xf, float(inv), float(zp), float(qmin), float(qmax), dtype == "int8")  # type: ignore[union-attr]
         with np.errstate(over="ignore", invalid="ignore"):
             f = _fma_to_f32(xf.astype(np.float64) * np.float64(inv), np.float64(zp))
     else:
@@ -250,12 +318,30 @@ def quantize(
             raise ValueError(f"per-channel scale must be 1-D, got shape {s.shape}")
         shape = _per_channel_shape(xf, axis, s.shape[0], "scale")
         zp = V.zero_point(zero_point, dtype, "zero_point", channels=s.shape[0])
-        zp32 = np.broadcast_to(np.asarray(zp, dtype=_F32), s.shape).reshape(shape)
+        zp32 = np.broadcast_to(np.asarray(zp, dtype=_F32), s.shape)
+        if native:
+            return _quantize_per_channel_native(xf, axis, inv, zp32, qmin, qmax, dtype)
         with np.errstate(over="ignore", invalid="ignore"):
-            f = (xf * inv.reshape(shape)) + zp32
+            f = (xf * inv.reshape(shape)) + zp32.reshape(shape)
     if np.isnan(f).any():
         raise ValueError("x contains NaN, which has no quantized value")
     return np.clip(np.rint(f), qmin, qmax).astype(V.np_dtype(dtype))
+
+
+def _quantize_per_channel_native(
+    xf: np.ndarray, axis: int, inv: np.ndarray, zp32: np.ndarray, qmin: int, qmax: int, dtype: str
+) -> np.ndarray:
+    """Eq. (5) in the native kernel (arguments validated by quantize)."""
+    xc = np.ascontiguousarray(xf)
+    out = np.empty(xc.shape, V.np_dtype(dtype))
+    outer, channels, inner = _channel_split(xc.shape, axis % xc.ndim)
+    inv_c = np.ascontiguousarray(inv, dtype=_F32)
+    zp_c = np.ascontiguousarray(zp32, dtype=_F32)
+    core = _backend.core
+    assert core is not None
+    if core.quantize_per_channel(xc, inv_c, zp_c, outer, channels, inner, qmin, qmax, out):
+        raise ValueError("x contains NaN, which has no quantized value")
+    return out
 
 
 def dequantize(q: np.ndarray, scale: Any, zero_point: Any, *, axis: int | None = None) -> np.ndarray:
@@ -264,18 +350,89 @@ def dequantize(q: np.ndarray, scale: Any, zero_point: Any, *, axis: int | None =
     Per-tensor: f32(scale) * f32(q - zero_point). Per-channel: f32(f64(scale) * (q - zero_point)), since
     torch keeps per-channel scales in float64 (measured; identical whenever the scale is a float32).
     """
+    core = _backend.core
+    if axis is None and type(q) is np.ndarray and q.ndim and core is not None and _backend.get_backend() == "native":
+        kind = q.dtype.char  # "B" uint8, "b" int8
+        if kind == "B" or kind == "b":
+            args, s = _per_tensor_params(scale, zero_point, "uint8" if kind == "B" else "int8", None, None)
+            return core.dequantize_per_tensor(q, s, int(args[1]))
     q = V.quant_array(q, "q")
-    dtype = q.dtype.name
-    s = V.scale(scale)
+    dtype = V.qname(q)
+    native = q.ndim > 0 and core is not None and _backend.get_backend() == "native"
     if axis is None:
+        s = V.scale(scale)
         if s.ndim != 0:
             raise ValueError("scale is an array: pass axis=... for per-channel dequantization")
         zp = V.zero_point(zero_point, dtype, "zero_point")
         return (q.astype(np.int32) - zp).astype(_F32) * s
+    s = V.scale(scale)
     axis = V.int_scalar(axis, "axis")
     if s.ndim != 1:
         raise ValueError(f"per-channel scale must be 1-D, got shape {s.shape}")
     shape = _per_channel_shape(q, axis, s.shape[0], "scale")
     zp = np.broadcast_to(V.zero_point(zero_point, dtype, "zero_point", channels=s.shape[0]), s.shape)
-    s64 = np.asarray(scale, dtype=np.float64).reshape(shape)
-    return ((q.astype(np.int32) - zp.reshape(shape)) * s64).astype(_F32)
+    s64 = np.asarray(scale, dtype=np.float64)
+    if native:
+        qc = np.ascontiguousarray(q)
+        out = np.empty(qc.shape, _F32)
+        outer, channels, inner = _channel_split(qc.shape, axis % qc.ndim)
+        zp_c = np.ascontiguousarray(zp, dtype=np.int32)
+        core.dequantize_per_channel(qc, np.ascontiguousarray(s64), zp_c, outer, channels, inner, out)  # type: ignore[union-attr]
+        return out
+    return ((q.astype(np.int32) - zp.reshape(shape)) * s64.reshape(shape)).astype(_F32)
+
+
+def _out_array(out: Any, shape: tuple[int, ...], dtype: Any) -> np.ndarray:
+    if out is None:
+        return np.empty(shape, dtype)
+    if not isinstance(out, np.ndarray):
+        raise TypeError(f"out must be a numpy.ndarray, got {type(out).__name__}")
+    if out.dtype != dtype:
+        raise TypeError(f"out must have dtype {np.dtype(dtype).name}, got {out.dtype}")
+    if out.shape != shape:
+        raise ValueError(f"out must have shape {shape}, got {out.shape}")
+    if not (out.flags.c_contiguous and out.flags.writeable):
+        raise ValueError("out must be C-contiguous and writeable")
+    return out
+
+
+def quantize_to_nhwc(
+    x: Any,
+    scale: Any,
+    zero_point: Any,
+    dtype: Any = "uint8",
+    *,
+    qmin: int | None = None,
+    qmax: int | None = None,
+    out: np.ndarray | None = None,
+) -> np.ndarray:
+    """float32 NCHW -> quantized NHWC in one pass: quantize(x, ...).transpose(0, 2, 3, 1), per tensor (eq. (4)).
+    `out` (N, H, W, C), uint8/int8, C-contiguous, receives the result when given."""
+    args, _ = _per_tensor_params(scale, zero_point, dtype, qmin, qmax)
+    xf = np.ascontiguousarray(_as_float32(x))
+    if xf.ndim != 4:
+        raise ValueError(f"x must be 4-D (N, C, H, W), got shape {xf.shape}")
+    n, c, h, w = xf.shape
+    result = _out_array(out, (n, h, w, c), np.int8 if args[4] else np.uint8)
+    core = _backend.core
+    if core is not None and _backend.get_backend() == "native":
+        if core.quantize_to_nhwc(xf, *args[:4], result):
+            raise ValueError("x contains NaN, which has no quantized value")
+        return result
+    result[...] = quantize(xf, scale, zero_point, dtype, qmin=qmin, qmax=qmax).transpose(0, 2, 3, 1)
+    return result
+
+
+def dequantize_to_nchw(q: np.ndarray, scale: Any, zero_point: Any, *, out: np.ndarray | None = None) -> np.ndarray:
+    """Quantized NHWC -> float32 NCHW in one pass: dequantize(q, ...).transpose(0, 3, 1, 2), per tensor.
+    `out` (N, C, H, W), float32, C-contiguous, receives the result when given."""
+    q = V.quant_array(q, "q", ndim=4)
+    args, s = _per_tensor_params(scale, zero_point, V.qname(q), None, None)
+    n, h, w, c = q.shape
+    result = _out_array(out, (n, c, h, w), _F32)
+    core = _backend.core
+    if core is not None and _backend.get_backend() == "native":
+        core.dequantize_to_nchw(np.ascontiguousarray(q), s, int(args[1]), result)
+        return result
+    result[...] = dequantize(q, scale, zero_point).transpose(0, 3, 1, 2)
+    return result

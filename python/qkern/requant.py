@@ -11,7 +11,9 @@ __all__ = ["Requant", "requantize"]
 
 
 def requantize(acc: np.ndarray, requant: Requant, bias: np.ndarray | None = None) -> np.ndarray:
-    """Apply `requant` to int32 accumulators; per-channel parameters and `bias` run along the last axis."""
+    """Apply `requant` to int32 accumulators; per-channel parameters and `bias` run along the last axis.
+    The native backend runs the C++ kernel (threaded); the reference backend the NumPy reference."""
+    from . import _backend
     from .reference.requant import requantize_reference
 
     if not isinstance(requant, Requant):
@@ -21,4 +23,12 @@ def requantize(acc: np.ndarray, requant: Requant, bias: np.ndarray | None = None
     if acc.ndim == 0:
         raise ValueError("acc must have at least one dimension (channels last)")
     bias = V.bias(bias, acc.shape[-1])
-    return requantize_reference(acc, requant, bias)
+    core = _backend.core
+    if core is None or _backend.get_backend() != "native":
+        return requantize_reference(acc, requant, bias)
+    broadcast = requant.channels is None
+    m, s, f = requant.expanded(1 if broadcast else acc.shape[-1])
+    stage = core.StageArgs(requant.mode_code, m, s, f, requant.zero_point, requant.qmin, requant.qmax)
+    out = np.empty(acc.shape, V.np_dtype(requant.dtype))
+    core.requantize(np.ascontiguousarray(acc), bias, stage, out, broadcast)
+    return out
