@@ -79,7 +79,7 @@ def quantize_activation(
     ]
     scale = np.array([p[0] for p in params], dtype=_F32)
     zp = np.array([p[1] for p in params], dtype=np.int32)
-    qmin, qmax = params[0][2], params[0][3]
+    qmin, qmax = choose_qparams(0.0, 0.0, dtype, reduce_range=reduce_range)[2:]
     inv = (_F32(1.0) / scale).astype(np.float64)[:, None]
     f = _fma_to_f32(x.astype(np.float64) * inv, zp.astype(np.float64)[:, None])
     q = np.clip(np.rint(f), qmin, qmax).astype(np.uint8 if dtype == "uint8" else np.int8)
