@@ -1,0 +1,1 @@
+"""Command-line tools of qkern (each module: add_arguments(parser) and main(args))."""
