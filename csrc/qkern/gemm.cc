@@ -54,10 +54,9 @@ struct GemmRows {
   uint32_t fill_a(TileArgs& t, int64_t, int64_t r0, int rows, Scratch&) const {
     for (int r = 0; r < rows; ++r) t.a[0][r] = a + (r0 + r) * lda;
     t.row_zp = row_zp != nullptr;
-    if (row_scale)
-      for (int r = 0; r < rows; ++r) t.a_scale[r] = row_scale[r0 + r];
-    if (row_zp)
-      for (int r = 0; r < rows; ++r) t.a_zp[r] = row_zp[r0 + r];
+    // Copied as bytes: no float instruction of this file's (non-VEX) target between the AVX tiles.
+    if (row_scale) std::memcpy(t.a_scale, row_scale + r0, static_cast<size_t>(rows) * sizeof(float));
+    if (row_zp) std::memcpy(t.a_zp, row_zp + r0, static_cast<size_t>(rows) * sizeof(int32_t));
     return 0;
   }
   void fill_c(TileArgs& t, int64_t r0, int rows, const Scratch&) const {
