@@ -275,16 +275,21 @@ void gemm_packed_float(const PackedB& pb, const void* a, DType a_type, int64_t m
   QK_REQUIRE(pb.stage.mode == RequantMode::kFloat, "gemm_packed_float: weights packed without the float output");
   QK_REQUIRE(pb.taps == 1, "gemm_packed_float: weights packed for a convolution");
   if (m <= 0) return;
-  // A per-tensor call repeats its scale per row and folds its zero point into the bias as every call
-  // does (eq. (7)); a per-row call runs with zero point 0 and the kernels apply eq. (20), unless every
-  // row's zero point is 0.
-  std::vector<float> repeated;
-  if (!per_row) repeated.assign(static_cast<size_t>(m), a_scale[0]);
-  const float* row_scale = per_row ? a_scale : repeated.data();
+  // The kernels run with zero point 0 and apply eq. (20) per row (skipped when every zero point is 0).
+  // A per-tensor call repeats its scale and zero point per row: its zero point changes from call to call
+  // with the input's range, and refolding it into the starting accumulators (eq. (7), O(N) and an
+  // allocation) cost more than the epilogue's one multiply per 8 outputs at M = 1.
+  std::vector<float> scales;
+  std::vector<int32_t> zps;
+  if (!per_row) {
+    scales.assign(static_cast<size_t>(m), a_scale[0]);
+    zps.assign(static_cast<size_t>(m), a_zp[0]);
+  }
+  const float* row_scale = per_row ? a_scale : scales.data();
   bool any_zp = false;
-  for (int64_t r = 0; per_row && r < m && !any_zp; ++r) any_zp = a_zp[r] != 0;
-  const int32_t* row_zp = any_zp ? a_zp : nullptr;
-  const int32_t za = per_row ? 0 : a_zp[0];
+  for (int64_t r = 0; r < (per_row ? m : 1) && !any_zp; ++r) any_zp = a_zp[r] != 0;
+  const int32_t* row_zp = !any_zp ? nullptr : per_row ? a_zp : zps.data();
+  const int32_t za = 0;
   const bool parallel = m * pb.n * pb.k >= kParallelMacs;
   if (pb.isa == Isa::kScalar) {
     GemmProblem p;
