@@ -19,6 +19,8 @@ constexpr float kSmallScale = 6.1e-5f;
 // Elements of x below which the work stays on the calling thread.
 constexpr int64_t kParallelElements = int64_t{1} << 16;
 
+bool use_avx512() { return current_isa() == Isa::kAvx512Vnni; }
+
 bool use_avx2() {
   static const bool fma = __builtin_cpu_supports("fma");
   return fma && static_cast<int>(current_isa()) >= static_cast<int>(Isa::kAvx2);
@@ -31,6 +33,7 @@ void minmax(const float* x, int64_t n, float* mn, float* mx, bool* nan_free) {
     *nan_free = true;
     return;
   }
+  if (use_avx512()) return minmax_f32__avx512vnni(x, n, mn, mx, nan_free);
   if (use_avx2()) return minmax_f32__avx2(x, n, mn, mx, nan_free);
   float lo = INFINITY, hi = -INFINITY;
   bool clean = true;
@@ -46,6 +49,7 @@ void minmax(const float* x, int64_t n, float* mn, float* mx, bool* nan_free) {
 
 void quantize_row(const float* x, int64_t n, const ActQParams& p, bool to_int8, uint8_t* q) {
   const float inv = 1.0f / p.scale, zp = static_cast<float>(p.zero_point);
+  if (use_avx512()) return quantize_f32__avx512vnni(x, n, inv, zp, p.qmin, p.qmax, to_int8, q);
   if (use_avx2()) return quantize_f32__avx2(x, n, inv, zp, p.qmin, p.qmax, to_int8, q);
   const float lo = static_cast<float>(p.qmin), hi = static_cast<float>(p.qmax);
   for (int64_t i = 0; i < n; ++i)  // eq. (4): fmaf rounds once; clamping first commutes with rounding

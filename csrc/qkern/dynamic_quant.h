@@ -32,4 +32,9 @@ void minmax_f32__avx2(const float* x, int64_t n, float* min_val, float* max_val,
 void quantize_f32__avx2(const float* x, int64_t n, float inv, float zp, int32_t qmin, int32_t qmax, bool to_int8,
                         uint8_t* q);
 
+// Their AVX-512 twins (csrc/kernels/avx512vnni/dynamic_quant_avx512vnni.cc), same contracts.
+void minmax_f32__avx512vnni(const float* x, int64_t n, float* min_val, float* max_val, bool* nan_free);
+void quantize_f32__avx512vnni(const float* x, int64_t n, float inv, float zp, int32_t qmin, int32_t qmax,
+                              bool to_int8, uint8_t* q);
+
 }  // namespace qk
