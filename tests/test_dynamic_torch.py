@@ -115,3 +115,31 @@ def test_torch_bad_input():
         layer(torch.zeros(2, 4))
     with pytest.raises(ValueError, match="torch-free"):
         qkern.torch.quantize_dynamic_numpy(nn.Sequential(nn.Linear(3, 2), nn.Tanh()))
+
+
+def test_bench_dynamic_runs_and_checks_every_peer(capsys):
+    import argparse
+
+    from qkern.tools import bench_dynamic
+
+    parser = argparse.ArgumentParser()
+    bench_dynamic.add_arguments(parser)
+    args = parser.parse_args(["--m", "1", "3", "--kn", "64x40", "--seconds", "0.01", "--rounds", "1", "--no-accuracy"])
+    assert bench_dynamic.main(args) == 0
+    table = capsys.readouterr().out
+    assert "| 3 | 64 | 40 |" in table and "WRONG" not in table
+    row = bench_dynamic.bench_shape(2, 48, 24, threads=1, seconds=0.01, rounds=1, per_row=True)
+    assert set(row["us"]) >= {"qkern", "qkern per-row", "torch dynamic", "torch float"}
+    assert all(e < bench_dynamic.MAX_RELATIVE_ERROR for e in row["error"].values())
+    assert row["speedup"] is not None and row["speedup"] > 0
+
+
+@pytest.mark.slow
+def test_digits_accuracy_of_quantized_mlp():
+    pytest.importorskip("sklearn")
+    from qkern.tools import bench_dynamic
+
+    acc = bench_dynamic.digits_accuracy()
+    assert acc["float"] > 0.9
+    for name in ("torch dynamic", "qkern per-tensor", "qkern per-row"):
+        assert acc[name] > acc["float"] - 0.02, acc
