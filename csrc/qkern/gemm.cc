@@ -43,15 +43,22 @@ const KernelInfo* kernel_for(Isa isa) {
 
 inline uint32_t u32(int32_t v) { return static_cast<uint32_t>(v); }
 
-// GEMM rows: A row r at a + r*lda, C row r at c + r*ldc.
+// GEMM rows: A row r at a + r*lda, C row r at c + r*ldc. The float output form also hands each tile its
+// rows' activation scales and (row_zp non-null) zero points.
 struct GemmRows {
   struct Scratch {};
   const uint8_t* a;
   int64_t lda;
   char* c;
   int64_t ldc_bytes, esize;
+  const float* row_scale = nullptr;
+  const int32_t* row_zp = nullptr;
   uint32_t fill_a(TileArgs& t, int64_t, int64_t r0, int rows, Scratch&) const {
     for (int r = 0; r < rows; ++r) t.a[0][r] = a + (r0 + r) * lda;
+    t.row_zp = row_zp != nullptr;
+    // Copied as bytes: no float instruction of this file's (non-VEX) target between the AVX tiles.
+    if (row_scale) std::memcpy(t.a_scale, row_scale + r0, static_cast<size_t>(rows) * sizeof(float));
+    if (row_zp) std::memcpy(t.a_zp, row_zp + r0, static_cast<size_t>(rows) * sizeof(int32_t));
     return 0;
   }
   void fill_c(TileArgs& t, int64_t r0, int rows, const Scratch&) const {
@@ -180,11 +187,24 @@ std::unique_ptr<PackedB> pack_b(Isa isa, const BSource& b, int taps, int64_t tap
       pb->fmultiplier[j] = stage.fmultiplier[j];
     }
   }
+  if (stage.mode == RequantMode::kFloat) {
+    pb->fmultiplier.assign(stage.fmultiplier, stage.fmultiplier + n);
+    pb->fmultiplier.resize(static_cast<size_t>(cols), 0.0f);
+    pb->fbias.assign(static_cast<size_t>(cols), 0.0f);
+    if (stage.fbias) std::copy(stage.fbias, stage.fbias + n, pb->fbias.begin());
+    pb->zp_colsum.resize(static_cast<size_t>(cols));
+    for (int64_t j = 0; j < cols; ++j)  // eq. (20), in B's packed representation (wrapping)
+      pb->zp_colsum[j] = static_cast<int32_t>(u32(pb->colsum[j]) - u32(static_cast<int32_t>(pb->k)) * u32(pb->zb[j]));
+  }
   pb->stage = stage;
   pb->stage.multiplier = pb->multiplier.data();
   pb->stage.shift = pb->shift.data();
   pb->stage.fmultiplier = pb->fmultiplier.data();
   pb->stage.wide = nullptr;
+  pb->stage.fbias = pb->fbias.empty() ? nullptr : pb->fbias.data();
+  pb->stage.zp_colsum = pb->zp_colsum.empty() ? nullptr : pb->zp_colsum.data();
+  pb->stage.row_scale = nullptr;
+  pb->stage.row_zp = nullptr;
   pb->stage.fp32_in_range = stage.mode == RequantMode::kFp32;
   for (int64_t j = 0; j < n; ++j)  // a NaN fails the comparison: the clamped path
     pb->stage.fp32_in_range = pb->stage.fp32_in_range && std::fabs(pb->fmultiplier[j]) < 1.0f;
@@ -223,6 +243,7 @@ std::shared_ptr<const PackedB::EffectiveBias> PackedB::effective_bias(int32_t za
 
 void gemm_packed(const PackedB& pb, const void* a, DType a_type, int64_t m, int64_t lda, int32_t a_zero_point,
                  void* c, int64_t ldc) {
+  QK_REQUIRE(pb.stage.mode != RequantMode::kFloat, "gemm_packed: float output weights need gemm_packed_float");
   const int64_t esize = out_elem_size(pb.stage.out_dtype);
   const bool parallel = m * pb.n * pb.k >= kParallelMacs;
   if (pb.isa == Isa::kScalar) {
@@ -255,6 +276,62 @@ void gemm_packed(const PackedB& pb, const void* a, DType a_type, int64_t m, int6
   QK_REQUIRE(pb.taps == 1, "gemm_packed: weights packed for a convolution");
   run_tiles(pb, a_type, m, a_zero_point,
             GemmRows{static_cast<const uint8_t*>(a), lda, static_cast<char*>(c), ldc * esize, esize});
+}
+
+void gemm_packed_float(const PackedB& pb, const void* a, DType a_type, int64_t m, int64_t lda, const float* a_scale,
+                       const int32_t* a_zp, bool per_row, float* c, int64_t ldc) {
+  QK_REQUIRE(pb.stage.mode == RequantMode::kFloat, "gemm_packed_float: weights packed without the float output");
+  QK_REQUIRE(pb.taps == 1, "gemm_packed_float: weights packed for a convolution");
+  if (m <= 0) return;
+  // The kernels run with zero point 0 and apply eq. (20) per row (skipped when every zero point is 0).
+  // A per-tensor call repeats its scale and zero point per row: its zero point changes from call to call
+  // with the input's range, and refolding it into the starting accumulators (eq. (7), O(N) and an
+  // allocation) cost more than the epilogue's one multiply per 8 outputs at M = 1.
+  std::vector<float> scales;
+  std::vector<int32_t> zps;
+  if (!per_row) {
+    scales.assign(static_cast<size_t>(m), a_scale[0]);
+    zps.assign(static_cast<size_t>(m), a_zp[0]);
+  }
+  const float* row_scale = per_row ? a_scale : scales.data();
+  bool any_zp = false;
+  for (int64_t r = 0; r < (per_row ? m : 1) && !any_zp; ++r) any_zp = a_zp[r] != 0;
+  const int32_t* row_zp = !any_zp ? nullptr : per_row ? a_zp : zps.data();
+  const int32_t za = 0;
+  const bool parallel = m * pb.n * pb.k >= kParallelMacs;
+  if (pb.isa == Isa::kScalar) {
+    GemmProblem p;
+    p.n = pb.n;
+    p.k = pb.k;
+    p.a_type = a_type;
+    p.lda = lda;
+    p.b = pb.data.data();
+    p.b_type = pb.b_type;
+    p.ldb = pb.n;
+    p.a_zero_point = za;
+    p.b_zero_point = pb.zb.data();
+    p.bias = pb.bias.data();
+    p.stage = pb.stage;
+    p.ldc = ldc;
+    const int64_t rows = 16, blocks = (m + rows - 1) / rows;
+    auto run = [&](int64_t blk) {
+      GemmProblem q = p;
+      const int64_t r0 = blk * rows;
+      q.m = std::min(rows, m - r0);
+      q.a = static_cast<const uint8_t*>(a) + r0 * lda;
+      q.c = c + r0 * ldc;
+      q.stage.row_scale = row_scale + r0;
+      q.stage.row_zp = row_zp ? row_zp + r0 : nullptr;
+      gemm_scalar(q);
+    };
+    if (parallel) parallel_for(blocks, run);
+    else for (int64_t blk = 0; blk < blocks; ++blk) run(blk);
+    return;
+  }
+  GemmRows rows{static_cast<const uint8_t*>(a), lda, reinterpret_cast<char*>(c), ldc * 4, 4};
+  rows.row_scale = row_scale;
+  rows.row_zp = row_zp;
+  run_tiles(pb, a_type, m, za, rows);
 }
 
 }  // namespace qk

@@ -38,6 +38,8 @@ struct PackedB {
   // representation, the int32 bias, and the output stage parameters.
   std::vector<int32_t> colsum, zb, bias, multiplier, shift;
   std::vector<float> fmultiplier;
+  std::vector<float> fbias;          // kFloat: the float32 bias (zeros without one)
+  std::vector<int32_t> zp_colsum;    // kFloat: OutputStage::zp_colsum
   std::vector<int64_t> wide;  // avx512vnni: OutputStage::wide (requant.h), when the mode has that form
   bool has_zb = false;  // any zb != 0: the kernel needs row sums of A
   // Convolutions (taps > 1): [taps][columns], colsum restricted to one tap. A tap that is padding in every
@@ -83,6 +85,12 @@ inline std::unique_ptr<PackedB> pack_b(Isa isa, const void* b, DType b_type, int
 void gemm_packed(const PackedB& pb, const void* a, DType a_type, int64_t m, int64_t lda, int32_t a_zero_point,
                  void* c, int64_t ldc);
 
+// The float32 output form (pb packed with RequantMode::kFloat), eqs. (19)-(20): C[M, N] float32 (row
+// stride ldc) from A[M, K] with scale a_scale[r] and zero point a_zp[r] per row when per_row, else
+// a_scale[0] and a_zp[0] for every row.
+void gemm_packed_float(const PackedB& pb, const void* a, DType a_type, int64_t m, int64_t lda, const float* a_scale,
+                       const int32_t* a_zp, bool per_row, float* c, int64_t ldc);
+
 // ---- microkernel ABI (one POD for every ISA) ----
 constexpr int kMaxMR = 12;  // the tallest tile (12 x 32); most kernels use 6 rows
 constexpr int kMaxNR = 64;  // the widest panel
@@ -108,6 +116,11 @@ struct TileArgs {
   void* c2[kMaxMR];          // output row pointers at column split
   bool a_signed;             // A is int8 (the kernel flips or sign-extends it)
   uint64_t a_version;        // changes whenever the bytes behind a[][] may have: kernel caches key on it
+  // RequantMode::kFloat only (set by the GEMM row map): each tile row's activation scale s_a and, when
+  // row_zp, its zero point, applied in the epilogue as eq. (20) (the driver then ran with zero point 0).
+  float a_scale[kMaxMR];
+  int32_t a_zp[kMaxMR];
+  bool row_zp;
 };
 
 using TileKernel = void (*)(const TileArgs& t, int mr);

@@ -9,11 +9,14 @@
 
 namespace qk {
 
-enum class RequantMode : int { kRaw = 0, kGemmlowp = 1, kSingle = 2, kFp32 = 3 };
+// kFloat is not a requantization: the float32 output form of eq. (19), whose elements are float32 (4 bytes,
+// like int32: out_dtype stays kInt32 for the element size).
+enum class RequantMode : int { kRaw = 0, kGemmlowp = 1, kSingle = 2, kFp32 = 3, kFloat = 4 };
 
 // Per-output-channel parameters, already expanded to one entry per column by the caller (a per-tensor
-// Requant repeats its scalar). Unused arrays may be null: `multiplier`/`shift` for kFp32, `fmultiplier`
-// for the fixed-point modes, all three for kRaw.
+// Requant repeats its scalar). Unused arrays may be null: `multiplier`/`shift` for kFp32 and kFloat,
+// `fmultiplier` for the fixed-point modes, all three for kRaw. kFloat: `fmultiplier` holds the weight
+// scales s_w[n] and `fbias` the float32 bias (zeros when there is none).
 struct OutputStage {
   RequantMode mode = RequantMode::kRaw;
   DType out_dtype = DType::kInt32;
@@ -29,6 +32,15 @@ struct OutputStage {
   // "fp32" with every |multiplier| < 1: |float(acc) * m| < 2^31, so the float-to-int conversion cannot
   // overflow and the saturating narrowing alone clamps (see store_row_fast). Set by pack_b.
   bool fp32_in_range = false;
+  // kFloat only.
+  const float* fbias = nullptr;
+  // kFloat with a zero point per A row (eq. (20)): colsum[n] - K * zb[n] of B as packed (wrapping), so that
+  // a kernel that ran with zero point 0 subtracts za[m] * zp_colsum[n]. Set by pack_b.
+  const int32_t* zp_colsum = nullptr;
+  // kFloat, per call, the scalar kernel only (tile kernels get them in TileArgs): s_a and z_a of each row
+  // of A (row_zp null: the call's single zero point).
+  const float* row_scale = nullptr;
+  const int32_t* row_zp = nullptr;
 };
 
 // OutputStage::wide holds, per group of 16 columns, kWideRows vectors of 8 int64 lanes: each quantity
@@ -79,6 +91,7 @@ inline int32_t requantize_one(int32_t acc, const OutputStage& os, ptrdiff_t col)
   int64_t r = acc;
   switch (os.mode) {
     case RequantMode::kRaw:
+    case RequantMode::kFloat:  // no integer result: see float_output_one
       return acc;
     case RequantMode::kGemmlowp:
       r = int64_t{multiply_by_quantized_multiplier_gemmlowp(acc, os.multiplier[col], os.shift[col])} +
@@ -100,6 +113,15 @@ inline int32_t requantize_one(int32_t acc, const OutputStage& os, ptrdiff_t col)
   if (r < os.qmin) return os.qmin;
   if (r > os.qmax) return os.qmax;
   return static_cast<int32_t>(r);
+}
+
+// Eq. (19): the float32 output of one accumulator (bias and zero points already in it, exact int32) for
+// a row of scale `a_scale` and column `col`. Three float32 roundings in this order; the build has
+// -ffp-contract=off, so no FMA fuses them, and the SIMD kernels use separate multiply and add.
+inline float float_output_one(int32_t acc, float a_scale, const OutputStage& os, ptrdiff_t col) {
+  const float scale = a_scale * os.fmultiplier[col];
+  const float product = static_cast<float>(acc) * scale;
+  return product + os.fbias[col];
 }
 
 }  // namespace qk

@@ -6,6 +6,7 @@ here; torch-facing tools live in modules that import it lazily.
 
 from ._backend import backend, get_backend, set_backend
 from ._version import __version__
+from .dynamic import DynamicLinear
 from .fixedpoint import quantize_multiplier
 from .ops import conv3x3, conv_transpose2x2, gemm
 from .packed import PackedGemm
@@ -16,6 +17,7 @@ from .requant_params import Requant
 from .runtime import available_isas, get_isa, get_num_threads, info, kernels, set_isa, set_num_threads
 
 __all__ = [
+    "DynamicLinear",
     "PackedConv3x3",
     "PackedConvTranspose2x2",
     "PackedGemm",

@@ -47,6 +47,9 @@ default_dynamic_quant_observer = _factory(DynamicObserver, dtype="quint8", quant
 default_qconfig = QConfig(activation=default_observer, weight=default_weight_observer)
 default_per_channel_qconfig = QConfig(activation=default_observer, weight=default_per_channel_weight_observer)
 default_dynamic_qconfig = QConfig(activation=default_dynamic_quant_observer, weight=default_weight_observer)
+per_channel_dynamic_qconfig = QConfig(
+    activation=default_dynamic_quant_observer, weight=default_per_channel_weight_observer
+)
 
 
 def get_default_qconfig(backend: str = "x86") -> QConfig:

@@ -155,7 +155,28 @@ inline void store_row16(const TileArgs& t, int r, __m256i v0, __m256i v1, int sp
   const OutputStage& os = *t.stage;
   alignas(32) unsigned char tmp[kNR * 4];
   int64_t esize = 4;
-  if (os.mode == RequantMode::kRaw) {
+  if (os.mode == RequantMode::kFloat) {
+    // Eq. (20) when each row has its own zero point, then eq. (19): f32(acc) * f32(s_a * s_w) + bias,
+    // each a separate float32 rounding (mul, mul, add: no FMA).
+    const int64_t col = t.col0;
+    if (t.row_zp) {
+      const __m256i za = _mm256_set1_epi32(t.a_zp[r]);
+      v0 = _mm256_sub_epi32(v0, _mm256_mullo_epi32(za, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(os.zp_colsum + col))));
+      v1 = _mm256_sub_epi32(v1, _mm256_mullo_epi32(za, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(os.zp_colsum + col + 8))));
+    }
+    const __m256 sa = _mm256_set1_ps(t.a_scale[r]);
+    const __m256 s0 = _mm256_mul_ps(sa, _mm256_loadu_ps(os.fmultiplier + col));
+    const __m256 s1 = _mm256_mul_ps(sa, _mm256_loadu_ps(os.fmultiplier + col + 8));
+    const __m256 y0 = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(v0), s0), _mm256_loadu_ps(os.fbias + col));
+    const __m256 y1 = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(v1), s1), _mm256_loadu_ps(os.fbias + col + 8));
+    if (t.nc == kNR && split >= kNR) {
+      _mm256_storeu_ps(static_cast<float*>(t.c[r]), y0);
+      _mm256_storeu_ps(static_cast<float*>(t.c[r]) + 8, y1);
+      return;
+    }
+    _mm256_store_ps(reinterpret_cast<float*>(tmp), y0);
+    _mm256_store_ps(reinterpret_cast<float*>(tmp) + 8, y1);
+  } else if (os.mode == RequantMode::kRaw) {
     if (t.nc == kNR && split >= kNR) {
       _mm256_storeu_si256(static_cast<__m256i*>(t.c[r]), v0);
       _mm256_storeu_si256(static_cast<__m256i*>(t.c[r]) + 1, v1);

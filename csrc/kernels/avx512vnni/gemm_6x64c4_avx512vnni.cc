@@ -133,7 +133,7 @@ QK_INLINE __m512i requant16(__m512i v, const OutputStage& os, int64_t col) {
 // values are within [qmin, qmax], so truncation is exact). The narrowing is the register form of
 // vpmovdb plus a masked byte store; vpmovdb to memory is slow on Zen 4.
 QK_INLINE void store16(__m512i v, const OutputStage& os, int64_t col, void* dst, __mmask16 lanes) {
-  if (os.mode == RequantMode::kRaw) {
+  if (os.mode == RequantMode::kRaw || os.mode == RequantMode::kFloat) {  // kFloat: float32 bits (store_row)
     _mm512_mask_storeu_epi32(dst, lanes, v);
     return;
   }
@@ -166,7 +166,21 @@ inline void store_row(const TileArgs& t, int r, __m512i v0, __m512i v1, __m512i 
     for (int j = 0; j < NV; ++j)
       v[j] = _mm512_sub_epi32(v[j], _mm512_mullo_epi32(_mm512_set1_epi32(t.rowsum[r]), _mm512_loadu_si512(t.zb + 16 * j)));
   }
-  if (NV == 4 && os.mode != RequantMode::kRaw && t.col0 + 64 <= t.split) {
+  if (os.mode == RequantMode::kFloat) {
+    // Eq. (20) when each row has its own zero point, then eq. (19): f32(acc) * f32(s_a * s_w) + bias, three
+    // separate float32 roundings (no FMA); the float32 bits are then stored like raw int32 lanes.
+    const __m512i za = _mm512_set1_epi32(t.row_zp ? t.a_zp[r] : 0);
+    const __m512 sa = _mm512_set1_ps(t.a_scale[r]);
+    for (int j = 0; j < NV; ++j) {
+      const int64_t col = t.col0 + 16 * j;
+      __m512i x = v[j];
+      if (t.row_zp) x = _mm512_sub_epi32(x, _mm512_mullo_epi32(za, _mm512_loadu_si512(os.zp_colsum + col)));
+      const __m512 s = _mm512_mul_ps(sa, _mm512_loadu_ps(os.fmultiplier + col));
+      const __m512 f = _mm512_cvt_roundepi32_ps(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      v[j] = _mm512_castps_si512(_mm512_add_ps(_mm512_mul_ps(f, s), _mm512_loadu_ps(os.fbias + col)));
+    }
+  }
+  if (NV == 4 && os.mode != RequantMode::kRaw && os.mode != RequantMode::kFloat && t.col0 + 64 <= t.split) {
     const __mmask64 bytes = t.nc >= 64 ? ~__mmask64{0} : (__mmask64{1} << t.nc) - 1;
     store64(v, os, t.col0, t.c[r], bytes);
     return;
@@ -392,6 +406,7 @@ void tile(const TileArgs& t) {
         break;
       case RequantMode::kGemmlowp: QK_EACH_ROW(QK_ROW_GEMMLOWP) break;
       case RequantMode::kSingle: QK_EACH_ROW(QK_ROW_SINGLE) break;
+      case RequantMode::kFloat: break;  // never fast_mode: store_tile below
     }
 #undef QK_ROW_SINGLE
 #undef QK_ROW_GEMMLOWP
