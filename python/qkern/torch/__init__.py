@@ -1,0 +1,34 @@
+"""PyTorch-facing tools (imports torch): post-training quantization of a float model onto qkern's integer runtime.
+
+`prepare` -> run calibration batches -> `convert` gives a `qkern.QuantizedModel` that runs without torch;
+`quantize` does all three; `report` compares a converted model with its float original layer by layer.
+"""
+
+from .capture import TracingError, trace
+from .convert import convert
+from .prepare import ActObserver, PTQConfig, calibrate, prepare
+from .qat import LSQ, PACT, DoReFaActivation, DoReFaWeight, FakeQuantize, WRPNActivation, WRPNWeight, prepare_qat
+from .quantize import quantize
+from .report import report
+from .simulate import simulate
+
+__all__ = [
+    "LSQ",
+    "PACT",
+    "ActObserver",
+    "DoReFaActivation",
+    "DoReFaWeight",
+    "FakeQuantize",
+    "PTQConfig",
+    "TracingError",
+    "WRPNActivation",
+    "WRPNWeight",
+    "calibrate",
+    "convert",
+    "prepare",
+    "prepare_qat",
+    "quantize",
+    "report",
+    "simulate",
+    "trace",
+]
