@@ -9,6 +9,7 @@ namespace qk::bind {
 void register_ops(py::module_& m);
 void register_quant(py::module_& m);
 void register_runtime(py::module_& m);
+void register_model_ops(py::module_& m);
 }  // namespace qk::bind
 
 PYBIND11_MODULE(_core, m) {
@@ -17,4 +18,5 @@ PYBIND11_MODULE(_core, m) {
   qk::bind::register_ops(m);
   qk::bind::register_quant(m);
   qk::bind::register_runtime(m);
+  qk::bind::register_model_ops(m);
 }

@@ -21,38 +21,67 @@ def _native() -> bool:
     return _backend.core is not None and _backend.get_backend() != "reference"
 
 
-def rescale_fn(x: np.ndarray, out: np.ndarray, p: Rescale) -> RunFn:
+def rescale_fn(x: np.ndarray, out: np.ndarray, p: Rescale, col_offset: int = 0) -> RunFn:
+    """Eq. (M2) from x into out[..., col_offset : col_offset + C] (out is the whole, contiguous buffer)."""
+    core = _backend.core
+    ints = p[:6]
+    dst = out[..., col_offset : col_offset + x.shape[-1]]
+
     def run() -> None:
-        out[...] = R.rescale(x, *p)
+        if _native():
+            core.model_rescale(x, out, col_offset, *ints)
+        else:
+            dst[...] = R.rescale(x, *p)
 
     return run
 
 
 def add_fn(a: np.ndarray, b: np.ndarray, out: np.ndarray, p: tuple) -> RunFn:
-    za, m1, s1, zb, m2, s2, mo, so, zo, lo, hi, dt = p
+    core = _backend.core
+    ints = p[:11]
 
     def run() -> None:
-        out[...] = R.add(a, za, m1, s1, b, zb, m2, s2, mo, so, zo, lo, hi, dt)
+        if _native():
+            core.model_add(a, b, out, *ints)
+        else:
+            out[...] = R.add(a, p[0], p[1], p[2], b, *p[3:])
 
     return run
 
 
 def max_pool_fn(x: np.ndarray, out: np.ndarray, kernel: int, stride: int, padding: int) -> RunFn:
+    core = _backend.core
+
     def run() -> None:
-        out[...] = R.max_pool2d(x, kernel, stride, padding)
+        if _native():
+            core.model_max_pool(x, out, kernel, stride, padding)
+        else:
+            out[...] = R.max_pool2d(x, kernel, stride, padding)
 
     return run
 
 
 def avg_pool_fn(x: np.ndarray, out: np.ndarray, kernel: int, stride: int, p: Rescale) -> RunFn:
+    core = _backend.core
+    ints = p[:6]
+
     def run() -> None:
-        out[...] = R.avg_pool2d(x, kernel, stride, *p)
+        if _native():
+            core.model_avg_pool(x, out, kernel, stride, *ints)
+        else:
+            out[...] = R.avg_pool2d(x, kernel, stride, *p)
 
     return run
 
 
 def global_avg_pool_fn(x: np.ndarray, out: np.ndarray, p: Rescale) -> RunFn:
+    core = _backend.core
+    ints = p[:6]
+
     def run() -> None:
-        out[...] = R.global_avg_pool(x, *p)
+        if _native():
+            core.model_global_avg_pool(x, out, *ints)
+        else:
+            out[...] = R.global_avg_pool(x, *p)
 
     return run

@@ -276,12 +276,11 @@ class CatStep(Step):
         fns: list[RunFn] = []
         start = 0
         for x, params in zip(ins, self.parts):
-            dst = out[..., start : start + x.shape[-1]]
-            start += x.shape[-1]
             if params is None:
-                fns.append(_copy_fn(dst, x))
+                fns.append(_copy_fn(out[..., start : start + x.shape[-1]], x))
             else:
-                fns.append(native.rescale_fn(x, dst, params))
+                fns.append(native.rescale_fn(x, out, params, start))
+            start += x.shape[-1]
 
         def run() -> None:
             for fn in fns:

@@ -1,0 +1,41 @@
+// model_ops.cc: dispatch of the model ops to the selected ISA level (AVX-512 machines take the AVX2 code).
+#include "qkern/model_ops.h"
+
+#include "qkern/isa.h"
+
+namespace qk {
+
+namespace {
+
+const ModelOpsTable& table() {
+  return current_isa() == Isa::kScalar ? model_ops__scalar() : model_ops__avx2();
+}
+
+}  // namespace
+
+void model_rescale(DType src_t, const void* src, int64_t src_stride, DType dst_t, void* dst, int64_t dst_stride,
+                   int64_t rows, int64_t cols, const RescaleParams& p) {
+  table().rescale(src_t, src, src_stride, dst_t, dst, dst_stride, rows, cols, p);
+}
+
+void model_add(DType a_t, const void* a, DType b_t, const void* b, DType out_t, void* out, int64_t n,
+               const AddParams& p) {
+  table().add(a_t, a, b_t, b, out_t, out, n, p);
+}
+
+void model_max_pool(DType t, const void* x, int64_t n, int64_t h, int64_t w, int64_t c, int k, int stride, int pad,
+                    void* out, int64_t ho, int64_t wo) {
+  table().max_pool(t, x, n, h, w, c, k, stride, pad, out, ho, wo);
+}
+
+void model_avg_pool(DType in_t, const void* x, int64_t n, int64_t h, int64_t w, int64_t c, int k, int stride,
+                    DType out_t, void* out, int64_t ho, int64_t wo, const RescaleParams& p) {
+  table().avg_pool(in_t, x, n, h, w, c, k, stride, out_t, out, ho, wo, p);
+}
+
+void model_global_avg_pool(DType in_t, const void* x, int64_t n, int64_t hw, int64_t c, DType out_t, void* out,
+                           const RescaleParams& p) {
+  table().global_avg_pool(in_t, x, n, hw, c, out_t, out, p);
+}
+
+}  // namespace qk
