@@ -244,3 +244,32 @@ def test_lut_and_requantize_steps_match_reference() -> None:
 def test_native_rejects_bad_buffers(call, exc) -> None:
     with pytest.raises(exc):
         call()
+
+
+@settings(max_examples=40, deadline=None)
+@given(seed=st.integers(0, 2**31), scale=scales, dtype=st.sampled_from(DTYPES), four_d=st.booleans())
+def test_input_quantize_and_output_dequantize(seed: int, scale: float, dtype: str, four_d: bool) -> None:
+    """The model's fused NCHW<->NHWC quantize/dequantize == qkern.quantize/dequantize (ties, inf included)."""
+    rng = np.random.default_rng(seed)
+    lo, hi = _range(rng, dtype)
+    qp = qkern.QParams(np.float32(scale), int(np.clip(_zp(rng, dtype), lo, hi)), dtype, qmin=lo, qmax=hi)
+    shape = (2, 3, 5, 7) if four_d else (3, 11)
+    x = (rng.standard_normal(shape) * scale * 100).astype(np.float32)
+    flat = x.reshape(-1)
+    flat[:20] = (np.arange(20, dtype=np.float32) - 10.0 + 0.5) * np.float32(scale)  # ties at the half-way points
+    flat[20:24] = [np.inf, -np.inf, 3e38, -3e38]
+    nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if four_d else x
+    expect = qp.quantize(nhwc)
+    for isa, t in ISA_THREADS:
+        with _isa_threads(isa, t):
+            out = np.empty_like(expect)
+            core.model_quantize_nchw(x, out, float(qp.scale), int(qp.zero_point), lo, hi)
+            assert np.array_equal(out, expect), (isa, t)
+            back = np.empty(shape, np.float32)
+            core.model_dequantize_nchw(out, back, float(qp.scale), int(qp.zero_point))
+            deq = qp.dequantize(out)
+            assert np.array_equal(back, np.ascontiguousarray(deq.transpose(0, 3, 1, 2)) if four_d else deq)
+    bad = x.copy()
+    bad.reshape(-1)[-1] = np.nan
+    with pytest.raises(ValueError, match="NaN"):
+        core.model_quantize_nchw(bad, np.empty_like(expect), float(qp.scale), int(qp.zero_point), lo, hi)

@@ -1,7 +1,12 @@
 // model_ops.cc: dispatch of the model ops to the selected ISA level (AVX-512 machines take the AVX2 code).
 #include "qkern/model_ops.h"
 
+#include <algorithm>
+#include <atomic>
+#include <cmath>
+
 #include "qkern/isa.h"
+#include "qkern/threadpool.h"
 
 namespace qk {
 
@@ -11,7 +16,51 @@ const ModelOpsTable& table() {
   return current_isa() == Isa::kScalar ? model_ops__scalar() : model_ops__avx2();
 }
 
+template <typename T>
+bool quantize_t(const float* x, int64_t n, int64_t c, int64_t hw, float inv, int32_t zp, int32_t qmin, int32_t qmax,
+                T* out) {
+  const float zf = static_cast<float>(zp), lo = static_cast<float>(qmin), hi = static_cast<float>(qmax);
+  std::atomic<bool> nan{false};
+  parallel_for(n * c, [&](int64_t t) {
+    const int64_t img = t / c, ch = t % c;
+    const float* src = x + t * hw;
+    T* dst = out + img * hw * c + ch;
+    bool bad = false;
+    for (int64_t i = 0; i < hw; ++i) {
+      const float f = std::fma(src[i], inv, zf);  // one rounding, as torch's fused quantize
+      const bool is_nan = std::isnan(f);
+      bad |= is_nan;
+      dst[i * c] = is_nan ? T{0} : static_cast<T>(std::nearbyint(std::clamp(f, lo, hi)));
+    }
+    if (bad) nan.store(true, std::memory_order_relaxed);
+  });
+  return !nan.load();
+}
+
+template <typename T>
+void dequantize_t(const T* q, int64_t n, int64_t hw, int64_t c, float scale, int32_t zp, float* out) {
+  parallel_for(n * c, [&](int64_t t) {
+    const int64_t img = t / c, ch = t % c;
+    const T* src = q + img * hw * c + ch;
+    float* dst = out + t * hw;
+    for (int64_t i = 0; i < hw; ++i) dst[i] = scale * static_cast<float>(static_cast<int32_t>(src[i * c]) - zp);
+  });
+}
+
 }  // namespace
+
+bool model_quantize_nchw(const float* x, int64_t n, int64_t c, int64_t hw, float inv_scale, int32_t zero_point,
+                         int32_t qmin, int32_t qmax, DType out_t, void* out) {
+  if (out_t == DType::kUint8)
+    return quantize_t(x, n, c, hw, inv_scale, zero_point, qmin, qmax, static_cast<uint8_t*>(out));
+  return quantize_t(x, n, c, hw, inv_scale, zero_point, qmin, qmax, static_cast<int8_t*>(out));
+}
+
+void model_dequantize_nchw(DType in_t, const void* q, int64_t n, int64_t hw, int64_t c, float scale,
+                           int32_t zero_point, float* out) {
+  if (in_t == DType::kUint8) return dequantize_t(static_cast<const uint8_t*>(q), n, hw, c, scale, zero_point, out);
+  dequantize_t(static_cast<const int8_t*>(q), n, hw, c, scale, zero_point, out);
+}
 
 void model_rescale(DType src_t, const void* src, int64_t src_stride, DType dst_t, void* dst, int64_t dst_stride,
                    int64_t rows, int64_t cols, const RescaleParams& p) {

@@ -8,7 +8,9 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from .. import _backend
 from ..qparams import QParams
+from . import native
 from . import steps as S
 
 _MAX_PLANS = 8  # distinct input shapes kept; the oldest plan is dropped beyond this
@@ -86,48 +88,86 @@ class QuantizedModel:
         return f"QuantizedModel({len(self._steps)} steps, inputs={self.input_names}, outputs={self.output_names})"
 
     # -- running ----------------------------------------------------------------------------------------
-    def _quantize_inputs(self, xs: tuple[Any, ...]) -> list[np.ndarray]:
-        self._check_count(xs)
-        out = []
-        for k, (i, x) in enumerate(zip(self._inputs, xs)):
-            xf = _as_float_array(x, f"input {k} ({self._steps[i].name!r})")
-            out.append(self._steps[i].qparams.quantize(S.to_nhwc(xf)))
-        return out
-
     def _check_count(self, xs: tuple[Any, ...]) -> None:
         if len(xs) != len(self._inputs):
             raise TypeError(f"the model takes {len(self._inputs)} input(s), got {len(xs)}")
 
-    def _run(self, qs: list[np.ndarray]) -> _Plan:
-        key = tuple(q.shape for q in qs)
-        plan = self._plans.get(key)
-        if plan is not None:
-            for i, q in zip(self._inputs, qs):
-                np.copyto(plan.bufs[i], q)
-            for fn in plan.fns:
-                fn()
-            return plan
-        # First call with these shapes: plan each step and run it at once (a float_op learns its output
-        # shape only by running). A failure leaves no plan behind.
+    def _floats(self, xs: tuple[Any, ...]) -> list[np.ndarray]:
+        self._check_count(xs)
+        out = []
+        for k, (i, x) in enumerate(zip(self._inputs, xs)):
+            xf = _as_float_array(x, f"input {k} ({self._steps[i].name!r})")
+            out.append(np.ascontiguousarray(xf, dtype=np.float32))
+        return out
+
+    def _quantize_into(self, i: int, xf: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+        """Input step i: float32 NCHW (or [N, F]) -> integers NHWC, into `out` (or a new array)."""
+        qp = self._steps[i].qparams
+        if out is None:
+            shape = (xf.shape[0], *xf.shape[2:], xf.shape[1]) if xf.ndim == 4 else xf.shape
+            out = np.empty(shape, dtype=qp.dtype)
+        if native.use_native():
+            _backend.core.model_quantize_nchw(xf, out, float(qp.scale), int(qp.zero_point), qp.qmin, qp.qmax)
+        else:
+            np.copyto(out, qp.quantize(S.to_nhwc(xf)))
+        return out
+
+    def _dequantize(self, i: int, q: np.ndarray) -> np.ndarray:
+        qp = self._steps[i].qparams
+        if native.use_native():
+            shape = (q.shape[0], q.shape[3], q.shape[1], q.shape[2]) if q.ndim == 4 else q.shape
+            out = np.empty(shape, dtype=np.float32)
+            _backend.core.model_dequantize_nchw(q, out, float(qp.scale), int(qp.zero_point))
+            return out
+        return S.to_nchw(qp.dequantize(q))
+
+    @staticmethod
+    def _key(shapes: list[tuple[int, ...]]) -> tuple[Any, ...]:
+        # A plan binds native or reference calls and weights packed for one ISA: both are part of its key.
+        return (tuple(shapes), _backend.get_backend(), _backend.isa_epoch)
+
+    def _plan(self, qs: list[np.ndarray]) -> _Plan:
+        """First call with these shapes: plan each step and run it at once (a float_op learns its output
+        shape only by running). A failure leaves no plan behind."""
         bufs: list[np.ndarray] = [np.empty(0, np.uint8)] * len(self._steps)
         for i, q in zip(self._inputs, qs):
-            bufs[i] = q.copy()
+            bufs[i] = q
         fns: list[Callable[[], object]] = []
         for idx, step in enumerate(self._steps):
             if isinstance(step, S.InputStep):
                 continue
-            out, fn = step.plan([bufs[j] for j in step.inputs])
+            ins = [bufs[j] for j in step.inputs]
+            out, fn = step.plan(ins)
             bufs[idx] = out
             if fn is not None:
                 fn()
-                fns.append(fn)
+                fns.append(step.fast_fn(ins, out) or fn)
+        plan = _Plan(bufs, fns)
         if len(self._plans) >= _MAX_PLANS:
             self._plans.pop(next(iter(self._plans)))
-        plan = self._plans[key] = _Plan(bufs, fns)
+        self._plans[self._key([q.shape for q in qs])] = plan
         return plan
 
-    def _outputs_int(self, plan: _Plan) -> list[np.ndarray]:
-        return [plan.bufs[i].copy() for _, i in self._outputs]
+    def _run_floats(self, fs: list[np.ndarray]) -> _Plan:
+        shapes = [(f.shape[0], *f.shape[2:], f.shape[1]) if f.ndim == 4 else f.shape for f in fs]
+        plan = self._plans.get(self._key(shapes))
+        if plan is None:
+            return self._plan([self._quantize_into(i, f, None) for i, f in zip(self._inputs, fs)])
+        for i, f in zip(self._inputs, fs):
+            self._quantize_into(i, f, plan.bufs[i])
+        for fn in plan.fns:
+            fn()
+        return plan
+
+    def _run_ints(self, qs: list[np.ndarray]) -> _Plan:
+        plan = self._plans.get(self._key([q.shape for q in qs]))
+        if plan is None:
+            return self._plan([np.ascontiguousarray(q).copy() for q in qs])
+        for i, q in zip(self._inputs, qs):
+            np.copyto(plan.bufs[i], q)
+        for fn in plan.fns:
+            fn()
+        return plan
 
     @staticmethod
     def _single_or_tuple(outs: list[np.ndarray]) -> Any:
@@ -135,10 +175,10 @@ class QuantizedModel:
 
     def __call__(self, *xs: Any) -> np.ndarray | tuple[np.ndarray, ...]:
         """Float32 NCHW (or [N, F]) NumPy arrays or torch tensors in; float32 NumPy out (a tuple for several)."""
-        qs = self._quantize_inputs(xs)
+        fs = self._floats(xs)
         with self._lock:
-            plan = self._run(qs)
-            outs = [S.to_nchw(self._steps[i].qparams.dequantize(plan.bufs[i])) for _, i in self._outputs]
+            plan = self._run_floats(fs)
+            outs = [self._dequantize(i, plan.bufs[i]) for _, i in self._outputs]
         return self._single_or_tuple(outs)
 
     def run_int(self, *xqs: np.ndarray) -> np.ndarray | tuple[np.ndarray, ...]:
@@ -156,14 +196,15 @@ class QuantizedModel:
                 raise ValueError(f"{what} must be 4-D NHWC or 2-D [N, F], got shape {q.shape}")
             qs.append(q)
         with self._lock:
-            outs = self._outputs_int(self._run(qs))
+            plan = self._run_ints(qs)
+            outs = [plan.bufs[i].copy() for _, i in self._outputs]
         return self._single_or_tuple(outs)
 
     def trace(self, *xs: Any) -> dict[str, np.ndarray]:
         """Every step's integer output (NHWC or [N, F]) for float inputs, by step name, in step order."""
-        qs = self._quantize_inputs(xs)
+        fs = self._floats(xs)
         with self._lock:
-            plan = self._run(qs)
+            plan = self._run_floats(fs)
             return {s.name: plan.bufs[i].copy() for i, s in enumerate(self._steps)}
 
     # -- files -------------------------------------------------------------------------------------------

@@ -7,6 +7,7 @@ writes the output buffer in place, so a plan is a flat list of calls with no per
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import Any
 
@@ -68,6 +69,11 @@ class Step:
     def bind(self, ins: list[np.ndarray], out: np.ndarray) -> RunFn:
         raise NotImplementedError
 
+    def fast_fn(self, ins: list[np.ndarray], out: np.ndarray) -> RunFn | None:
+        """After one run through `plan`'s function (which packs weights for the current ISA if needed): a
+        cheaper function for the same buffers that skips the public API's checks, or None."""
+        return None
+
     def _need_ndim(self, shape: tuple[int, ...], ndim: int) -> None:
         if len(shape) != ndim:
             raise ValueError(f"step {self.name!r} ({self.op}) needs a {ndim}-D input, got shape {shape}")
@@ -107,6 +113,17 @@ class Conv3x3Step(Step):
         packed, x, zp = self.packed, ins[0], self.zp
         return lambda: packed(x, x_zero_point=zp, out=out)
 
+    def fast_fn(self, ins: list[np.ndarray], out: np.ndarray) -> RunFn | None:
+        return _direct(self.packed, ins[0], self.zp, out)
+
+
+def _direct(packed: Any, x: np.ndarray, zp: int, out: np.ndarray) -> RunFn | None:
+    """The packed weights' native run on planned buffers (contiguous, shapes checked once by the first run)."""
+    core = getattr(packed, "_core", None)
+    if core is None or _reference_backend():
+        return None
+    return functools.partial(core.run, x, zp, out)
+
 
 class Conv1x1Step(Step):
     """1x1 conv as a GEMM on the NHWC buffer viewed as [N*H*W, C]; stride 2 gathers every other pixel first."""
@@ -133,13 +150,28 @@ class Conv1x1Step(Step):
             a = ins[0].reshape(-1, c)
             return lambda: packed(a, a_zero_point=zp, out=out2)
         x = ins[0]
-        gathered = np.empty((*out.shape[:3], c), dtype=x.dtype)
+        self._gathered = gathered = np.empty((*out.shape[:3], c), dtype=x.dtype)
         strided = x[:, :: self.stride, :: self.stride, :]
         a2 = gathered.reshape(-1, c)
 
         def run() -> None:
             np.copyto(gathered, strided)
             packed(a2, a_zero_point=zp, out=out2)
+
+        return run
+
+    def fast_fn(self, ins: list[np.ndarray], out: np.ndarray) -> RunFn | None:
+        out2 = out.reshape(-1, out.shape[-1])
+        if self.stride == 1:
+            return _direct(self.packed, ins[0].reshape(-1, self.packed.k), self.zp, out2)
+        gemm = _direct(self.packed, self._gathered.reshape(-1, self.packed.k), self.zp, out2)
+        if gemm is None:
+            return None
+        gathered, strided = self._gathered, ins[0][:, :: self.stride, :: self.stride, :]
+
+        def run() -> None:
+            np.copyto(gathered, strided)
+            gemm()
 
         return run
 
@@ -162,6 +194,9 @@ class Deconv2x2Step(Step):
         packed, x, zp = self.packed, ins[0], self.zp
         return lambda: packed(x, x_zero_point=zp, out=out)
 
+    def fast_fn(self, ins: list[np.ndarray], out: np.ndarray) -> RunFn | None:
+        return _direct(self.packed, ins[0], self.zp, out)
+
 
 class LinearStep(Step):
     op = "linear"
@@ -180,6 +215,9 @@ class LinearStep(Step):
     def bind(self, ins: list[np.ndarray], out: np.ndarray) -> RunFn:
         packed, x, zp = self.packed, ins[0], self.zp
         return lambda: packed(x, a_zero_point=zp, out=out)
+
+    def fast_fn(self, ins: list[np.ndarray], out: np.ndarray) -> RunFn | None:
+        return _direct(self.packed, ins[0], self.zp, out)
 
 
 class RescaleStep(Step):
@@ -290,7 +328,7 @@ class CatStep(Step):
 
 
 def _copy_fn(dst: np.ndarray, src: np.ndarray) -> RunFn:
-    return lambda: np.copyto(dst, src)
+    return functools.partial(np.copyto, dst, src)
 
 
 class MaxPoolStep(Step):
@@ -378,14 +416,12 @@ class LutStep(Step):
         return shapes[0]
 
     def bind(self, ins: list[np.ndarray], out: np.ndarray) -> RunFn:
-        x, table, byte_table = ins[0], self.arrays["table"], self.byte_table
-        idx = x.view(np.uint8)
+        x, table = ins[0], self.arrays["table"]
+        if not _reference_backend():
+            return functools.partial(np.take, self.byte_table, x.view(np.uint8), out=out)
 
         def run() -> None:
-            if _reference_backend():
-                out[...] = R.lut(x, table)
-            else:
-                np.take(byte_table, idx, out=out)
+            out[...] = R.lut(x, table)
 
         return run
 
