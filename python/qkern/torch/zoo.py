@@ -187,3 +187,9 @@ def psnr(output: np.ndarray | torch.Tensor, target: torch.Tensor, peak: float = 
     """10 log10(peak^2 / MSE) over the whole set, in dB."""
     mse = float(np.mean((np.asarray(output, dtype=np.float64) - target.numpy().astype(np.float64)) ** 2))
     return float(10.0 * np.log10(peak * peak / mse))
+
+
+@functools.lru_cache(maxsize=4)
+def cached_classifier(seed: int = 0, epochs: int = 8, width: int = 8) -> tuple[DigitsNet, Split]:
+    """train_classifier once per process for these arguments (tests share it; do not modify the model)."""
+    return train_classifier(seed, epochs, width, progress=False)
