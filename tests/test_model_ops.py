@@ -273,3 +273,26 @@ def test_input_quantize_and_output_dequantize(seed: int, scale: float, dtype: st
     bad.reshape(-1)[-1] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         core.model_quantize_nchw(bad, np.empty_like(expect), float(qp.scale), int(qp.zero_point), lo, hi)
+
+
+def test_add_extreme_output_multipliers() -> None:
+    """The AVX2 add's 64-bit lanes (emulated arithmetic shift, 64-bit clamp) at both ends of the shift range."""
+    rng = np.random.default_rng(4)
+    n = 1000
+    for d1, d2, do in (("uint8", "int8", "int8"), ("int8", "uint8", "uint8")):
+        a, b = _q(rng, d1, (n,)), _q(rng, d2, (n,))
+        for m1, sh1, mo, sho in (
+            (2**31 - 1, 0, 2**31 - 1, 30),
+            ((1 << 30), -1, 2**31 - 1, -31),
+            (1 << 30, -30, 7, 0),
+            (2**31 - 1, 0, 1 << 30, -20),
+            (0, 0, 2**31 - 1, 30),
+        ):
+            lo, hi = np.iinfo(do).min + 3, np.iinfo(do).max - 2
+            args = (_zp(rng, d1), m1, sh1, _zp(rng, d2), 1 << 30, -2, mo, sho, int(rng.integers(lo, hi)), lo, hi)
+            expect = R.add(a, args[0], m1, sh1, b, *args[3:], do)
+            for isa, t in ISA_THREADS:
+                with _isa_threads(isa, t):
+                    out = np.empty(n, do)
+                    core.model_add(a, b, out, *args)
+                    assert np.array_equal(out, expect), (m1, sh1, mo, sho, isa, t)
