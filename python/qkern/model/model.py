@@ -55,6 +55,11 @@ class QuantizedModel:
         self._outputs = outputs
         self.rounding = rounding
         self._index = {s.name: i for i, s in enumerate(steps)}
+        # (scale as a Python float, zero point, qmin, qmax, dtype) of the inputs' and outputs' qparams
+        self._io = {
+            i: (float(q.scale), int(q.zero_point), q.qmin, q.qmax, q.dtype)
+            for i, q in ((i, steps[i].qparams) for i in [*inputs, *(j for _, j in outputs)])
+        }
         self._plans: dict[tuple[tuple[int, ...], ...], _Plan] = {}
         self._lock = threading.Lock()
 
@@ -102,24 +107,24 @@ class QuantizedModel:
 
     def _quantize_into(self, i: int, xf: np.ndarray, out: np.ndarray | None) -> np.ndarray:
         """Input step i: float32 NCHW (or [N, F]) -> integers NHWC, into `out` (or a new array)."""
-        qp = self._steps[i].qparams
+        scale, zp, qmin, qmax, dtype = self._io[i]
         if out is None:
             shape = (xf.shape[0], *xf.shape[2:], xf.shape[1]) if xf.ndim == 4 else xf.shape
-            out = np.empty(shape, dtype=qp.dtype)
+            out = np.empty(shape, dtype=dtype)
         if native.use_native():
-            _backend.core.model_quantize_nchw(xf, out, float(qp.scale), int(qp.zero_point), qp.qmin, qp.qmax)
+            _backend.core.model_quantize_nchw(xf, out, scale, zp, qmin, qmax)
         else:
-            np.copyto(out, qp.quantize(S.to_nhwc(xf)))
+            np.copyto(out, self._steps[i].qparams.quantize(S.to_nhwc(xf)))
         return out
 
     def _dequantize(self, i: int, q: np.ndarray) -> np.ndarray:
-        qp = self._steps[i].qparams
         if native.use_native():
+            scale, zp = self._io[i][:2]
             shape = (q.shape[0], q.shape[3], q.shape[1], q.shape[2]) if q.ndim == 4 else q.shape
             out = np.empty(shape, dtype=np.float32)
-            _backend.core.model_dequantize_nchw(q, out, float(qp.scale), int(qp.zero_point))
+            _backend.core.model_dequantize_nchw(q, out, scale, zp)
             return out
-        return S.to_nchw(qp.dequantize(q))
+        return S.to_nchw(self._steps[i].qparams.dequantize(q))
 
     @staticmethod
     def _key(shapes: list[tuple[int, ...]]) -> tuple[Any, ...]:
