@@ -117,7 +117,7 @@ class _Converter:
         chain = plan.chain(node)
         name = plan.value_name(chain)
         if kind == "input":
-            self._finish(chain, _T(b.input(plan.out_qparams(chain), name=name)))
+            self._finish(chain, _T(b.input(plan.out_qparams(chain), name=node.name)))
         elif kind in ("conv", "deconv", "linear"):
             self._finish(chain, self._layer(node, kind, chain, name))
         elif kind == "add":

@@ -84,8 +84,12 @@ def _feeds_head(node: fx.Node, kinds: dict[fx.Node, str]) -> bool:
     return False
 
 
-def _layer_method(node: fx.Node, method: str, layer_methods: dict[str, str], head: bool) -> str:
-    for key in (node.name, str(node.target)):
+def _layer_method(node: fx.Node, kind: str, method: str, layer_methods: dict[str, str], head: bool) -> str:
+    """The range method of the observer after `node`; a fused ReLU's observer also answers to its producer."""
+    keys = [node.name, str(node.target)]
+    if kind in ("relu", "relu6"):
+        keys += [node.all_input_nodes[0].name, str(node.all_input_nodes[0].target)]
+    for key in keys:
         if key in layer_methods:
             return layer_methods[key]
     if method == "cross_entropy" and not head:
@@ -140,6 +144,8 @@ def prepare(
     symmetric) with `act_bits` bits; weights int8 symmetric, `weight_bits` bits, per output channel unless
     `per_channel=False`. `rounding` is the conv/linear Requant rounding ("fp32", "gemmlowp", "single").
     """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if example_inputs is None:
         raise ValueError("example_inputs is required (one input batch, to record every tensor's shape)")
     _check_choice(method, "method", METHODS)
@@ -168,8 +174,8 @@ def prepare(
     unknown = sorted(set(layer_methods) - known)
     if unknown:
         raise ValueError(f"layer_methods names no node or module of the traced model: {unknown}")
-    for i, (node, _kind) in enumerate(observed_nodes(gm).items()):
-        m = _layer_method(node, method, layer_methods, _feeds_head(node, kinds))
+    for i, (node, kind) in enumerate(observed_nodes(gm).items()):
+        m = _layer_method(node, kind, method, layer_methods, _feeds_head(node, kinds))
         config.methods[node.name] = m
         if qconfig is not None:
             obs = qconfig.activation()
