@@ -164,3 +164,45 @@ def test_float_op_runs() -> None:
     expect = q.dequantize(q.quantize(np.tanh(q.dequantize(q.quantize(xf))) * 2))
     assert np.array_equal(model(xf), expect)
     assert np.array_equal(model(xf), expect)  # the planned path
+
+
+def test_two_inputs_two_shapes_and_reference_backend() -> None:
+    """Several inputs; plans per input shape; the reference backend gives the same integers everywhere."""
+    rng = np.random.default_rng(12)
+    qa, qb = qkern.QParams(np.float32(0.03), 120), qkern.QParams(np.float32(0.05), -2, "int8")
+    b = ModelBuilder()
+    x1, x2 = b.input(qa, name="a"), b.input(qb, name="b")
+    s = b.add(x1, x2, qkern.QParams(np.float32(0.06), 9), name="s")
+    w = rng.integers(-127, 128, (4, 1, 1, 3)).astype(np.int8)
+    c = b.conv2d(
+        s,
+        w,
+        qkern.QParams(np.float32(0.01), 0, "int8"),
+        None,
+        qkern.QParams(np.float32(0.1), 100),
+        kernel_size=1,
+        stride=2,
+        padding=0,
+        name="c",
+    )
+    k = b.cat(
+        [c, b.avg_pool2d(s, 1, 2, qkern.QParams(np.float32(0.07), 3), name="p")],
+        qkern.QParams(np.float32(0.1), 100),
+        name="k",
+    )
+    b.output(k, name="k")
+    b.output(s, name="s")
+    model = b.build()
+    for shape in ((1, 3, 5, 7), (2, 3, 4, 4), (1, 3, 5, 7)):
+        xa = rng.standard_normal(shape).astype(np.float32)
+        xb = rng.standard_normal(shape).astype(np.float32)
+        native = model.trace(xa, xb)
+        outs = model(xa, xb)
+        with qkern.backend("reference"):
+            ref = model.trace(xa, xb)
+            ref_outs = model(xa, xb)
+        for name in native:
+            assert np.array_equal(native[name], ref[name]), (shape, name)
+        for o, r in zip(outs, ref_outs):
+            assert np.array_equal(o, r)
+        assert outs[0].shape == (shape[0], 7, (shape[2] + 1) // 2, (shape[3] + 1) // 2)

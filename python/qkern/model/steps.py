@@ -150,7 +150,7 @@ class Conv1x1Step(Step):
             a = ins[0].reshape(-1, c)
             return lambda: packed(a, a_zero_point=zp, out=out2)
         x = ins[0]
-        self._gathered = gathered = np.empty((*out.shape[:3], c), dtype=x.dtype)
+        gathered = np.empty((*out.shape[:3], c), dtype=x.dtype)
         strided = x[:, :: self.stride, :: self.stride, :]
         a2 = gathered.reshape(-1, c)
 
@@ -164,10 +164,11 @@ class Conv1x1Step(Step):
         out2 = out.reshape(-1, out.shape[-1])
         if self.stride == 1:
             return _direct(self.packed, ins[0].reshape(-1, self.packed.k), self.zp, out2)
-        gemm = _direct(self.packed, self._gathered.reshape(-1, self.packed.k), self.zp, out2)
+        gathered = np.empty((*out.shape[:3], self.packed.k), dtype=ins[0].dtype)
+        gemm = _direct(self.packed, gathered.reshape(-1, self.packed.k), self.zp, out2)
         if gemm is None:
             return None
-        gathered, strided = self._gathered, ins[0][:, :: self.stride, :: self.stride, :]
+        strided = ins[0][:, :: self.stride, :: self.stride, :]
 
         def run() -> None:
             np.copyto(gathered, strided)
