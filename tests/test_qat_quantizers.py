@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 torch = pytest.importorskip("torch")
 qat = pytest.importorskip("qkern.torch.qat")
@@ -211,3 +213,26 @@ def test_lsq_per_channel_weight_step(rng, k):
     w_int, qparams = q.qkern_quantize(w)
     assert np.array_equal(w_int, v_bar) and qparams.axis == 0 and (qparams.qmin, qparams.qmax) == (-qn, qp)
     assert np.array_equal(qparams.dequantize(w_int), out.detach().numpy())
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    k=st.integers(2, 8),
+    alpha=st.floats(0.0625, 50.0, allow_nan=False, width=32),
+    step=st.floats(2.0**-10, 2.0, allow_nan=False, width=32),
+    seed=st.integers(0, 2**31 - 1),
+)
+def test_pact_and_lsq_outputs_are_exported_grids(k, alpha, step, seed):
+    """For any alpha / step, the forward is i * (the exported scale) with i inside the exported integer range."""
+    x = torch.from_numpy(np.random.default_rng(seed).standard_normal(200).astype(np.float32) * alpha)
+    pact = qat.PACT(k, alpha=alpha)
+    qp = pact.qkern_qparams()
+    out = pact(x).detach().numpy()
+    assert np.array_equal(qp.dequantize(qp.quantize(out)), out)
+    lsq = qat.LSQ(k, signed=True)
+    lsq(x)  # initialise, then set the step under test
+    with torch.no_grad():
+        lsq.step.fill_(step)
+    w_int, wqp = lsq.qkern_quantize(x)
+    assert np.array_equal(wqp.dequantize(w_int), lsq(x).detach().numpy())
+    assert w_int.min() >= wqp.qmin == -(2 ** (k - 1)) and w_int.max() <= wqp.qmax == 2 ** (k - 1) - 1
