@@ -253,7 +253,7 @@ def test_input_quantize_and_output_dequantize(seed: int, scale: float, dtype: st
     rng = np.random.default_rng(seed)
     lo, hi = _range(rng, dtype)
     qp = qkern.QParams(np.float32(scale), int(np.clip(_zp(rng, dtype), lo, hi)), dtype, qmin=lo, qmax=hi)
-    shape = (2, 3, 5, 7) if four_d else (3, 11)
+    shape = ((2, 3, 5, 7), (1, 2, 40, 30))[seed % 2] if four_d else (3, 11)
     x = (rng.standard_normal(shape) * scale * 100).astype(np.float32)
     flat = x.reshape(-1)
     flat[:20] = (np.arange(20, dtype=np.float32) - 10.0 + 0.5) * np.float32(scale)  # ties at the half-way points
@@ -269,10 +269,12 @@ def test_input_quantize_and_output_dequantize(seed: int, scale: float, dtype: st
             core.model_dequantize_nchw(out, back, float(qp.scale), int(qp.zero_point))
             deq = qp.dequantize(out)
             assert np.array_equal(back, np.ascontiguousarray(deq.transpose(0, 3, 1, 2)) if four_d else deq)
-    bad = x.copy()
-    bad.reshape(-1)[-1] = np.nan
-    with pytest.raises(ValueError, match="NaN"):
-        core.model_quantize_nchw(bad, np.empty_like(expect), float(qp.scale), int(qp.zero_point), lo, hi)
+    for pos in (0, -1):  # a NaN in the vector body and in the tail, on every ISA
+        bad = x.copy()
+        bad.reshape(-1)[pos] = np.nan
+        for isa, t in ISA_THREADS:
+            with _isa_threads(isa, t), pytest.raises(ValueError, match="NaN"):
+                core.model_quantize_nchw(bad, np.empty_like(expect), float(qp.scale), int(qp.zero_point), lo, hi)
 
 
 def test_add_extreme_output_multipliers() -> None:

@@ -16,21 +16,45 @@ const ModelOpsTable& table() {
   return current_isa() == Isa::kScalar ? model_ops__scalar() : model_ops__avx2();
 }
 
+// Eq. (4) of docs/quantization.md on a block: dst[i] = clamp(rne(fma_f32(src[i], inv, zf))); NaN -> 0, and
+// the return value says whether there was one.
+bool quantize_block_scalar(const float* src, int64_t len, float inv, float zf, float lo, float hi, int32_t* dst) {
+  bool bad = false;
+  for (int64_t i = 0; i < len; ++i) {
+    const float f = std::fma(src[i], inv, zf);  // one rounding, as torch's fused quantize
+    const bool is_nan = std::isnan(f);
+    bad |= is_nan;
+    dst[i] = is_nan ? 0 : static_cast<int32_t>(std::nearbyint(std::clamp(f, lo, hi)));
+  }
+  return bad;
+}
+
+// The FMA block is used where the CPU has FMA3 (not part of the AVX2 level's CPUID check) and the selected
+// level is not scalar; std::fma and vfmadd round identically.
+using QuantizeBlock = bool (*)(const float*, int64_t, float, float, float, float, int32_t*);
+QuantizeBlock quantize_block() {
+  static const bool fma = __builtin_cpu_supports("fma") && __builtin_cpu_supports("avx2");
+  return fma && current_isa() != Isa::kScalar ? quantize_block__avx2_fma : quantize_block_scalar;
+}
+
 template <typename T>
 bool quantize_t(const float* x, int64_t n, int64_t c, int64_t hw, float inv, int32_t zp, int32_t qmin, int32_t qmax,
                 T* out) {
   const float zf = static_cast<float>(zp), lo = static_cast<float>(qmin), hi = static_cast<float>(qmax);
+  const QuantizeBlock block = quantize_block();
+  constexpr int64_t kBlock = 1024;
   std::atomic<bool> nan{false};
   parallel_for(n * c, [&](int64_t t) {
     const int64_t img = t / c, ch = t % c;
     const float* src = x + t * hw;
     T* dst = out + img * hw * c + ch;
+    int32_t tmp[kBlock];
     bool bad = false;
-    for (int64_t i = 0; i < hw; ++i) {
-      const float f = std::fma(src[i], inv, zf);  // one rounding, as torch's fused quantize
-      const bool is_nan = std::isnan(f);
-      bad |= is_nan;
-      dst[i * c] = is_nan ? T{0} : static_cast<T>(std::nearbyint(std::clamp(f, lo, hi)));
+    for (int64_t i0 = 0; i0 < hw; i0 += kBlock) {
+      const int64_t len = std::min(kBlock, hw - i0);
+      bad |= block(src + i0, len, inv, zf, lo, hi, tmp);
+      T* d = dst + i0 * c;
+      for (int64_t i = 0; i < len; ++i) d[i * c] = static_cast<T>(tmp[i]);
     }
     if (bad) nan.store(true, std::memory_order_relaxed);
   });

@@ -44,6 +44,10 @@ bool model_quantize_nchw(const float* x, int64_t n, int64_t c, int64_t hw, float
 void model_dequantize_nchw(DType in_t, const void* q, int64_t n, int64_t hw, int64_t c, float scale,
                            int32_t zero_point, float* out);
 
+// The input quantize's arithmetic on a contiguous block (int32 results, NaN -> 0; returns true on NaN),
+// compiled with AVX2 + FMA: called only where CPUID reports both.
+bool quantize_block__avx2_fma(const float* src, int64_t len, float inv, float zf, float lo, float hi, int32_t* dst);
+
 // One table per ISA level; the implementation is csrc/qkern/model_ops_impl.inc compiled with that level's flags.
 struct ModelOpsTable {
   decltype(&model_rescale) rescale;
