@@ -224,6 +224,10 @@ def test_lut_and_requantize_steps_match_reference() -> None:
             ValueError,
         ),
         (
+            lambda: core.model_max_pool(np.zeros((1, 0, 4, 1), np.uint8), np.zeros((1, 1, 3, 1), np.uint8), 2, 2, 1),
+            ValueError,
+        ),
+        (
             lambda: core.model_max_pool(np.zeros((1, 4, 4, 1), np.uint8), np.zeros((1, 9, 1, 1), np.uint8), 2, 2, 0),
             ValueError,
         ),

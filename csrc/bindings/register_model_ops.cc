@@ -102,7 +102,7 @@ void max_pool(const py::array& x, py::array out, int k, int stride, int pad) {
   if (quant_dtype(out, "out") != t) throw py::type_error("out must have x's dtype");
   if (k < 1 || stride < 1 || pad < 0 || pad > k / 2) throw py::value_error("need k >= 1, stride >= 1, 0 <= pad <= k/2");
   const int64_t n = x.shape(0), h = x.shape(1), w = x.shape(2), c = x.shape(3);
-  if (h + 2 * pad < k || w + 2 * pad < k) throw py::value_error("x is smaller than the window");
+  if (h < 1 || w < 1 || h + 2 * pad < k || w + 2 * pad < k) throw py::value_error("x is smaller than the window");
   const int64_t ho = pooled(h, k, stride, pad), wo = pooled(w, k, stride, pad);
   require_out(out, {n, ho, wo, c});
   check_out_disjoint(out, x);

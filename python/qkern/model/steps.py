@@ -339,7 +339,7 @@ class MaxPoolStep(Step):
         (s,) = shapes
         self._need_ndim(s, 4)
         k, st, p = self.attrs["kernel_size"], self.attrs["stride"], self.attrs["padding"]
-        if s[1] + 2 * p < k or s[2] + 2 * p < k:
+        if min(s[1], s[2]) < 1 or s[1] + 2 * p < k or s[2] + 2 * p < k:
             raise ValueError(f"step {self.name!r}: input {s} is smaller than the {k}x{k} window")
         return (s[0], R.pool_output_size(s[1], k, st, p), R.pool_output_size(s[2], k, st, p), s[3])
 
