@@ -10,6 +10,7 @@ void register_ops(py::module_& m);
 void register_quant(py::module_& m);
 void register_runtime(py::module_& m);
 void register_dynamic(py::module_& m);
+void register_model_ops(py::module_& m);
 }  // namespace qk::bind
 
 PYBIND11_MODULE(_core, m) {
@@ -19,4 +20,5 @@ PYBIND11_MODULE(_core, m) {
   qk::bind::register_quant(m);
   qk::bind::register_runtime(m);
   qk::bind::register_dynamic(m);
+  qk::bind::register_model_ops(m);
 }

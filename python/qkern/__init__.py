@@ -8,6 +8,7 @@ from ._backend import backend, get_backend, set_backend
 from ._version import __version__
 from .dynamic import DynamicLinear
 from .fixedpoint import quantize_multiplier
+from .model import QuantizedModel, load
 from .ops import conv3x3, conv_transpose2x2, gemm
 from .packed import PackedGemm
 from .packed_conv import PackedConv3x3, PackedConvTranspose2x2
@@ -22,6 +23,7 @@ __all__ = [
     "PackedConvTranspose2x2",
     "PackedGemm",
     "QParams",
+    "QuantizedModel",
     "Requant",
     "__version__",
     "available_isas",
@@ -37,6 +39,7 @@ __all__ = [
     "get_num_threads",
     "info",
     "kernels",
+    "load",
     "quantize",
     "quantize_multiplier",
     "quantize_to_nhwc",

@@ -1,4 +1,4 @@
-"""Range calibration for activations: min-max, percentile, MSE and entropy (KL), NumPy only.
+"""Range calibration for activations: min-max, percentile, MSE, entropy (KL) and cross-entropy, NumPy only.
 
 `Calibrator(method=...)` is an observer (call it on each batch, then `calculate_qparams()`); memory is
 the histogram, never the batches. The histograms and searches follow ONNX Runtime's calibrators
@@ -16,7 +16,7 @@ from . import _validate as V
 from .observers import as_float32, min_max, native_core
 from .qparams import QParams, calc_qparams
 
-METHODS = ("minmax", "percentile", "mse", "entropy")
+METHODS = ("minmax", "percentile", "mse", "entropy", "cross_entropy")
 _F32 = np.float32
 
 
@@ -205,6 +205,44 @@ def mse_errors(h: AbsHistogram, num_bits: int = 8, unsigned: bool = False, start
     return np.array(out)
 
 
+def _softmax(z: np.ndarray) -> np.ndarray:
+    e = np.exp(z - z.max(axis=1, keepdims=True))
+    return e / e.sum(axis=1, keepdims=True)
+
+
+def softmax_cross_entropy(p_ref: np.ndarray, logits: np.ndarray) -> float:
+    """Mean over rows of -sum_c p_ref[c] * log softmax(logits)[c] (docs/ptq.md eq. (P4))."""
+    z = logits - logits.max(axis=1, keepdims=True)
+    log_q = z - np.log(np.exp(z).sum(axis=1, keepdims=True))
+    return float(-np.mean(np.sum(p_ref * log_q, axis=1)))
+
+
+def cross_entropy_range(
+    rows: np.ndarray, dtype: str, symmetric: bool, bits: int, grid: int = 16, smallest: float = 0.25
+) -> tuple[float, float]:
+    """The clipping range whose fake-quantized logits give the softmax closest (least cross-entropy) to the
+    float softmax over `rows` [samples, classes]. Candidates: lo = a * min, hi = b * max for a, b on a
+    `grid` from 1 down to `smallest` (one factor when symmetric or min >= 0); ties keep the widest range."""
+    mn, mx = float(rows.min()), float(rows.max())
+    p_ref = _softmax(rows.astype(np.float64))
+    factors = np.linspace(1.0, smallest, grid)
+    los = [mn] if mn >= 0 or symmetric else [mn * a for a in factors]
+    best, best_ce = (mn, mx), np.inf
+    for b in factors:
+        for lo in los:
+            hi = mx * b
+            if symmetric:
+                amax = max(abs(mn), abs(mx)) * b
+                lo, hi = -amax, amax
+            if hi <= lo or hi <= 0:
+                continue
+            qp = calc_qparams(lo, hi, dtype, symmetric=symmetric, bits=bits)
+            ce = softmax_cross_entropy(p_ref, qp.dequantize(qp.quantize(rows)).astype(np.float64))
+            if ce < best_ce - 1e-12:
+                best, best_ce = (lo, hi), ce
+    return best
+
+
 class Calibrator:
     """An activation observer choosing its clipping range by `method`:
 
@@ -213,6 +251,8 @@ class Calibrator:
     - "mse": the |x| threshold among the histogram's bin centres with the least quantization MSE.
     - "entropy": least KL divergence; `entropy_variant` "tensorrt" (2048-bin |x| histogram) or
       "onnxruntime" (128-bin signed histogram, 128 quantized bins).
+    - "cross_entropy": for logits (class axis `class_axis`): the range whose fake-quantized softmax has the
+      least cross-entropy to the float softmax (`cross_entropy_range`); keeps up to `max_samples` rows.
 
     `calculate_qparams()` turns the range into QParams (symmetric or affine, `bits`-bit, torch's rules).
     """
@@ -229,6 +269,8 @@ class Calibrator:
         num_quantized_bins: int = 128,
         entropy_variant: str = "tensorrt",
         start_bin: int = 128,
+        class_axis: int = 1,
+        max_samples: int = 20000,
     ) -> None:
         if method not in METHODS:
             raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -240,6 +282,8 @@ class Calibrator:
         self.dtype = V.dtype_name(dtype)
         self.symmetric, self.bits = bool(symmetric), V.int_scalar(bits, "bits")
         self.percentile, self.num_quantized_bins, self.start_bin = float(percentile), num_quantized_bins, start_bin
+        self.class_axis = V.int_scalar(class_axis, "class_axis")
+        self.max_samples = V.int_scalar(max_samples, "max_samples")
         real = (method == "entropy" and entropy_variant == "onnxruntime") or (method == "percentile" and not symmetric)
         default_bins = 128 if method == "entropy" and entropy_variant == "onnxruntime" else 2048
         self.num_bins = V.int_scalar(num_bins or default_bins, "num_bins")
@@ -249,14 +293,26 @@ class Calibrator:
     def reset(self) -> None:
         self.min_val, self.max_val = np.inf, -np.inf
         self.histogram = self._hist_type(self.num_bins)
+        self.rows: list[np.ndarray] = []
+        self._n_rows = 0
+
+    def _keep_rows(self, x: np.ndarray) -> None:
+        if x.ndim < 2 or self._n_rows >= self.max_samples:
+            return
+        rows = np.moveaxis(x, self.class_axis, -1).reshape(-1, x.shape[self.class_axis])
+        rows = rows[np.all(np.isfinite(rows), axis=1)][: self.max_samples - self._n_rows]
+        self.rows.append(np.array(rows))
+        self._n_rows += len(rows)
 
     def __call__(self, x: Any) -> Any:
+        if self.method == "cross_entropy":
+            self._keep_rows(as_float32(x))
         a = as_float32(x).reshape(-1)
         a = a[np.isfinite(a)]
         if a.size:
             mn, mx = min_max(a)
             self.min_val, self.max_val = min(self.min_val, float(mn)), max(self.max_val, float(mx))
-            if self.method != "minmax":
+            if self.method not in ("minmax", "cross_entropy"):
                 self.histogram.add(a)
         return x
 
@@ -265,8 +321,10 @@ class Calibrator:
         if self.min_val > self.max_val:
             raise ValueError("the calibrator has not observed any finite value")
         mn, mx = self.min_val, self.max_val
-        if self.method == "minmax":
+        if self.method == "minmax" or (self.method == "cross_entropy" and not self.rows):
             return mn, mx
+        if self.method == "cross_entropy":
+            return cross_entropy_range(np.concatenate(self.rows), self.dtype, self.symmetric, self.bits)
         unsigned = mn >= 0
         if self.method == "percentile":
             lo, hi = percentile_range(self.histogram, self.percentile, self.symmetric)

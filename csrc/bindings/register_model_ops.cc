@@ -1,0 +1,206 @@
+// register_model_ops.cc: bindings of the model runtime's integer ops (qkern.model.native calls these).
+//
+// Every argument is checked here, so a direct `_core` call with bad buffers raises instead of reading or
+// writing out of bounds. The GIL is released while an op runs.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <cmath>
+#include <string>
+#include <vector>
+
+#include "bindings/common.h"
+#include "qkern/model_ops.h"
+
+namespace qk::bind {
+
+namespace {
+
+constexpr int64_t kMaxPoolCount = int64_t{1} << 23;  // python/qkern/reference/model_ops.py MAX_POOL_COUNT
+
+DType quant_dtype(const py::array& a, const char* name) {
+  const DType t = dtype_of(a, name);
+  if (t == DType::kInt32) throw py::type_error(std::string(name) + " must have dtype uint8 or int8");
+  return t;
+}
+
+void check_range(DType t, int32_t v, const char* name) {
+  const int32_t lo = t == DType::kUint8 ? 0 : -128, hi = t == DType::kUint8 ? 255 : 127;
+  if (v < lo || v > hi) throw py::value_error(std::string(name) + " is outside the dtype's range");
+}
+
+RescaleParams rescale_params(DType in_t, DType out_t, int32_t in_zp, int32_t mult, int32_t shift, int32_t out_zp,
+                             int32_t qmin, int32_t qmax) {
+  check_range(in_t, in_zp, "in_zero_point");
+  check_range(out_t, out_zp, "out_zero_point");
+  check_range(out_t, qmin, "qmin");
+  check_range(out_t, qmax, "qmax");
+  if (qmin > qmax) throw py::value_error("qmin must be <= qmax");
+  if (mult < 0 || shift < -31 || shift > 30) throw py::value_error("multiplier must be >= 0, shift in [-31, 30]");
+  return {in_zp, mult, shift, out_zp, qmin, qmax};
+}
+
+void require_out(const py::array& out, const std::vector<py::ssize_t>& shape) {
+  require_writeable_c_contiguous(out, "out");
+  if (static_cast<size_t>(out.ndim()) != shape.size()) throw py::value_error("out has the wrong shape");
+  for (size_t i = 0; i < shape.size(); ++i)
+    if (out.shape(static_cast<py::ssize_t>(i)) != shape[i]) throw py::value_error("out has the wrong shape");
+}
+
+int64_t pooled(int64_t size, int k, int stride, int pad) { return (size + 2 * pad - k) / stride + 1; }
+
+void rescale(const py::array& src, py::array dst, py::ssize_t col_offset, int32_t in_zp, int32_t mult,
+             int32_t shift, int32_t out_zp, int32_t qmin, int32_t qmax) {
+  const DType st = quant_dtype(src, "src"), dt = quant_dtype(dst, "dst");
+  require_c_contiguous(src, "src");
+  require_writeable_c_contiguous(dst, "dst");
+  if (src.ndim() < 1 || dst.ndim() != src.ndim()) throw py::value_error("src and dst must have one rank");
+  for (py::ssize_t i = 0; i + 1 < src.ndim(); ++i)
+    if (src.shape(i) != dst.shape(i)) throw py::value_error("src and dst differ outside the last axis");
+  const py::ssize_t cols = src.shape(src.ndim() - 1), total = dst.shape(dst.ndim() - 1);
+  if (col_offset < 0 || col_offset + cols > total) throw py::value_error("col_offset is out of range");
+  check_out_disjoint(dst, src);
+  const RescaleParams p = rescale_params(st, dt, in_zp, mult, shift, out_zp, qmin, qmax);
+  const int64_t rows = cols == 0 ? 0 : src.size() / cols;
+  const void* s = src.data();
+  void* d = static_cast<char*>(dst.mutable_data()) + col_offset;
+  py::gil_scoped_release release;
+  model_rescale(st, s, cols, dt, d, total, rows, cols, p);
+}
+
+void add(const py::array& a, const py::array& b, py::array out, int32_t z1, int32_t m1, int32_t s1,
+         int32_t z2, int32_t m2, int32_t s2, int32_t mo, int32_t so, int32_t out_zp, int32_t qmin, int32_t qmax) {
+  const DType at = quant_dtype(a, "a"), bt = quant_dtype(b, "b"), ot = quant_dtype(out, "out");
+  require_c_contiguous(a, "a");
+  require_c_contiguous(b, "b");
+  std::vector<py::ssize_t> shape(a.shape(), a.shape() + a.ndim());
+  if (b.ndim() != a.ndim() || !std::equal(shape.begin(), shape.end(), b.shape()))
+    throw py::value_error("a and b must have one shape");
+  require_out(out, shape);
+  check_out_disjoint(out, a);
+  check_out_disjoint(out, b);
+  const RescaleParams p1 = rescale_params(at, ot, z1, m1, s1, out_zp, qmin, qmax);
+  const RescaleParams p2 = rescale_params(bt, ot, z2, m2, s2, out_zp, qmin, qmax);
+  const RescaleParams po = rescale_params(ot, ot, out_zp, mo, so, out_zp, qmin, qmax);
+  if (p1.shift > 0 || p2.shift > 0) throw py::value_error("add's input multipliers must be below 1 (shift <= 0)");
+  const AddParams p{z1, m1, s1, z2, m2, s2, po.multiplier, po.shift, out_zp, qmin, qmax};
+  const int64_t n = a.size();
+  const void *pa = a.data(), *pb = b.data();
+  void* po_ = out.mutable_data();
+  py::gil_scoped_release release;
+  model_add(at, pa, bt, pb, ot, po_, n, p);
+}
+
+void check_nhwc(const py::array& x, const char* name) {
+  require_c_contiguous(x, name);
+  if (x.ndim() != 4) throw py::value_error(std::string(name) + " must be 4-D NHWC");
+}
+
+void max_pool(const py::array& x, py::array out, int k, int stride, int pad) {
+  const DType t = quant_dtype(x, "x");
+  check_nhwc(x, "x");
+  if (quant_dtype(out, "out") != t) throw py::type_error("out must have x's dtype");
+  if (k < 1 || stride < 1 || pad < 0 || pad > k / 2) throw py::value_error("need k >= 1, stride >= 1, 0 <= pad <= k/2");
+  const int64_t n = x.shape(0), h = x.shape(1), w = x.shape(2), c = x.shape(3);
+  if (h < 1 || w < 1 || h + 2 * pad < k || w + 2 * pad < k) throw py::value_error("x is smaller than the window");
+  const int64_t ho = pooled(h, k, stride, pad), wo = pooled(w, k, stride, pad);
+  require_out(out, {n, ho, wo, c});
+  check_out_disjoint(out, x);
+  const void* px = x.data();
+  void* pout = out.mutable_data();
+  py::gil_scoped_release release;
+  model_max_pool(t, px, n, h, w, c, k, stride, pad, pout, ho, wo);
+}
+
+void avg_pool(const py::array& x, py::array out, int k, int stride, int32_t in_zp, int32_t mult, int32_t shift,
+              int32_t out_zp, int32_t qmin, int32_t qmax) {
+  const DType it = quant_dtype(x, "x"), ot = quant_dtype(out, "out");
+  check_nhwc(x, "x");
+  if (k < 1 || stride < 1 || int64_t{k} * k > kMaxPoolCount) throw py::value_error("need 1 <= k*k <= 2^23, stride >= 1");
+  const int64_t n = x.shape(0), h = x.shape(1), w = x.shape(2), c = x.shape(3);
+  if (h < k || w < k) throw py::value_error("x is smaller than the window");
+  const int64_t ho = pooled(h, k, stride, 0), wo = pooled(w, k, stride, 0);
+  require_out(out, {n, ho, wo, c});
+  check_out_disjoint(out, x);
+  const RescaleParams p = rescale_params(it, ot, in_zp, mult, shift, out_zp, qmin, qmax);
+  const void* px = x.data();
+  void* pout = out.mutable_data();
+  py::gil_scoped_release release;
+  model_avg_pool(it, px, n, h, w, c, k, stride, ot, pout, ho, wo, p);
+}
+
+void global_avg_pool(const py::array& x, py::array out, int32_t in_zp, int32_t mult, int32_t shift,
+                     int32_t out_zp, int32_t qmin, int32_t qmax) {
+  const DType it = quant_dtype(x, "x"), ot = quant_dtype(out, "out");
+  check_nhwc(x, "x");
+  const int64_t n = x.shape(0), hw = x.shape(1) * x.shape(2), c = x.shape(3);
+  if (hw < 1 || hw > kMaxPoolCount) throw py::value_error("need 1 <= H*W <= 2^23");
+  require_out(out, {n, 1, 1, c});
+  check_out_disjoint(out, x);
+  const RescaleParams p = rescale_params(it, ot, in_zp, mult, shift, out_zp, qmin, qmax);
+  const void* px = x.data();
+  void* pout = out.mutable_data();
+  py::gil_scoped_release release;
+  model_global_avg_pool(it, px, n, hw, c, ot, pout, p);
+}
+
+// x float32 [N, C, H, W] (or [N, F]) -> out NHWC [N, H, W, C] (or [N, F]).
+void quantize_nchw(const py::array& x, py::array out, float scale, int32_t zp, int32_t qmin, int32_t qmax) {
+  if (!x.dtype().is(py::dtype::of<float>())) throw py::type_error("x must have dtype float32");
+  require_c_contiguous(x, "x");
+  const DType ot = quant_dtype(out, "out");
+  if (x.ndim() != 4 && x.ndim() != 2) throw py::value_error("x must be 4-D NCHW or 2-D");
+  const int64_t n = x.shape(0), c = x.shape(1), hw = x.ndim() == 4 ? x.shape(2) * x.shape(3) : 1;
+  if (x.ndim() == 4) require_out(out, {n, x.shape(2), x.shape(3), c});
+  else require_out(out, {n, c});
+  check_range(ot, zp, "zero_point");
+  check_range(ot, qmin, "qmin");
+  check_range(ot, qmax, "qmax");
+  if (!(scale > 0) || !std::isfinite(1.0f / scale)) throw py::value_error("scale must be > 0 with a finite reciprocal");
+  const float inv = 1.0f / scale;
+  const float* px = static_cast<const float*>(x.data());
+  void* po = out.mutable_data();
+  bool ok;
+  {
+    py::gil_scoped_release release;
+    ok = model_quantize_nchw(px, n, c, hw, inv, zp, qmin, qmax, ot, po);
+  }
+  if (!ok) throw py::value_error("x contains NaN, which has no quantized value");
+}
+
+// q NHWC [N, H, W, C] (or [N, F]) -> out float32 [N, C, H, W] (or [N, F]).
+void dequantize_nchw(const py::array& q, py::array out, float scale, int32_t zp) {
+  const DType it = quant_dtype(q, "q");
+  require_c_contiguous(q, "q");
+  if (q.ndim() != 4 && q.ndim() != 2) throw py::value_error("q must be 4-D NHWC or 2-D");
+  if (!out.dtype().is(py::dtype::of<float>())) throw py::type_error("out must have dtype float32");
+  const int64_t n = q.shape(0), c = q.shape(q.ndim() - 1), hw = q.ndim() == 4 ? q.shape(1) * q.shape(2) : 1;
+  if (q.ndim() == 4) require_out(out, {n, c, q.shape(1), q.shape(2)});
+  else require_out(out, {n, c});
+  check_range(it, zp, "zero_point");
+  const void* pq = q.data();
+  float* po = static_cast<float*>(out.mutable_data());
+  py::gil_scoped_release release;
+  model_dequantize_nchw(it, pq, n, hw, c, scale, zp, po);
+}
+
+}  // namespace
+
+void register_model_ops(py::module_& m) {
+  using namespace pybind11::literals;
+  m.def("model_rescale", &rescale, "src"_a, "dst"_a, "col_offset"_a, "in_zp"_a, "multiplier"_a, "shift"_a,
+        "out_zp"_a, "qmin"_a, "qmax"_a, "Eq. (M2) into dst[..., col_offset:col_offset+C] (internal).");
+  m.def("model_add", &add, "a"_a, "b"_a, "out"_a, "z1"_a, "m1"_a, "s1"_a, "z2"_a, "m2"_a, "s2"_a, "mo"_a, "so"_a,
+        "out_zp"_a, "qmin"_a, "qmax"_a, "Eq. (M3) (internal).");
+  m.def("model_max_pool", &max_pool, "x"_a, "out"_a, "k"_a, "stride"_a, "pad"_a, "NHWC max pool (internal).");
+  m.def("model_avg_pool", &avg_pool, "x"_a, "out"_a, "k"_a, "stride"_a, "in_zp"_a, "multiplier"_a, "shift"_a,
+        "out_zp"_a, "qmin"_a, "qmax"_a, "Eq. (M5) (internal).");
+  m.def("model_global_avg_pool", &global_avg_pool, "x"_a, "out"_a, "in_zp"_a, "multiplier"_a, "shift"_a, "out_zp"_a,
+        "qmin"_a, "qmax"_a, "Eq. (M5) over H*W (internal).");
+  m.def("model_quantize_nchw", &quantize_nchw, "x"_a, "out"_a, "scale"_a, "zero_point"_a, "qmin"_a, "qmax"_a,
+        "float32 NCHW -> quantized NHWC, as qkern.quantize per tensor (internal).");
+  m.def("model_dequantize_nchw", &dequantize_nchw, "q"_a, "out"_a, "scale"_a, "zero_point"_a,
+        "quantized NHWC -> float32 NCHW, as qkern.dequantize per tensor (internal).");
+}
+
+}  // namespace qk::bind

@@ -1,0 +1,159 @@
+"""Conv2d / ConvTranspose2d / Linear with a weight quantizer (and a BatchNorm folded for training) for QAT.
+
+Each implements the QAT protocol's `qkern_quantized_weight()`: the integer weight (torch layout), its QParams
+and the float32 bias, such that `dequantize` of the weight is the tensor the eval-mode forward convolves with.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..qparams import QParams
+from .qat import WeightGrid
+
+
+def _bn_scale(bn: nn.BatchNorm2d) -> torch.Tensor:
+    """gamma / sqrt(running_var + eps): the per-channel factor a BatchNorm folds into the weight (docs/qat.md)."""
+    gamma = bn.weight if bn.weight is not None else torch.ones_like(bn.running_var)
+    return gamma / torch.sqrt(bn.running_var + bn.eps)
+
+
+class _WeightQuantized:
+    """Shared protocol code: the weight quantizer is `self.weight_quant`; `_folded()` gives weight and bias."""
+
+    weight: torch.Tensor
+    bias: torch.Tensor | None
+    weight_quant: nn.Module
+
+    def _folded(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.weight, self.bias
+
+    def qkern_quantized_weight(self) -> tuple[np.ndarray, QParams, np.ndarray | None]:
+        """(integer weight in torch layout, its QParams, float32 bias or None) as the eval forward uses them."""
+        with torch.no_grad():
+            w, b = self._folded()
+            w_int, qp = self.weight_quant.qkern_quantize(w)
+        bias = None if b is None else b.detach().cpu().float().numpy().copy()
+        return w_int, qp, bias
+
+
+class QATConv2d(_WeightQuantized, nn.Conv2d):
+    """A Conv2d whose weight passes through `weight_quant`, with an optional BatchNorm folded in one of two ways
+    (docs/qat.md, "BatchNorm"):
+
+    - `fold="quantize"` (torch's QAT): the quantizer sees w * gamma / sigma_running; in training the output
+      is rescaled by sigma / gamma and normalised with the batch statistics (which update the running ones);
+      in eval mode the forward is conv(x, q(w_folded)) + b_folded.
+    - `fold="scale"` (the papers' networks keep BatchNorm in float): the quantizer sees w itself and the
+      BatchNorm follows with batch statistics; in eval mode gamma / sigma_running multiplies each output
+      channel's grid step, so the folded weight is i * (step * gamma / sigma) on a per-channel grid with the
+      quantizer's own integers i.
+    Either way the eval-mode forward convolves with exactly what `qkern_quantized_weight` exports.
+    """
+
+    def __init__(
+        self, conv: nn.Conv2d, weight_quant: nn.Module, bn: nn.BatchNorm2d | None = None, fold: str = "quantize"
+    ) -> None:
+        nn.Conv2d.__init__(
+            self, conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+            conv.dilation, conv.groups, conv.bias is not None, conv.padding_mode,
+        )
+        if fold not in ("quantize", "scale"):
+            raise ValueError(f"fold must be 'quantize' or 'scale', got {fold!r}")
+        self.weight = conv.weight
+        self.bias = conv.bias
+        self.weight_quant = weight_quant
+        self.bn = bn
+        self.fold = fold
+
+    def _folded_bias(self, sf: torch.Tensor) -> torch.Tensor:
+        assert self.bn is not None
+        b = self.bias if self.bias is not None else torch.zeros_like(sf)
+        beta = self.bn.bias if self.bn.bias is not None else torch.zeros_like(sf)
+        return beta + (b - self.bn.running_mean) * sf
+
+    def _folded(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        if self.bn is None:
+            return self.weight, self.bias
+        sf = _bn_scale(self.bn)
+        return self.weight * sf.reshape(-1, 1, 1, 1), self._folded_bias(sf)
+
+    def _scale_folded(self) -> tuple[torch.Tensor, WeightGrid, torch.Tensor]:
+        """fold="scale": (weight i * S exactly with the gradient of q(w) * sf, its per-channel grid, bias)."""
+        assert self.bn is not None
+        sf = _bn_scale(self.bn)
+        w_q = self.weight_quant(self.weight)
+        with torch.no_grad():
+            grid = self.weight_quant.weight_grid(self.weight)
+            step = torch.as_tensor(grid.step, device=sf.device)
+            s = (step * sf.detach()).float()  # one float32 product per channel: the folded grid step
+            exact = grid.index * s.reshape(-1, 1, 1, 1)
+        soft = w_q * sf.reshape(-1, 1, 1, 1)
+        w = exact + (soft - soft.detach())  # value exactly i * S; gradient that of q(w) * sf
+        folded = grid._replace(step=s.cpu().numpy().copy(), axis=0)
+        return w, folded, self._folded_bias(sf)
+
+    def qkern_quantized_weight(self) -> tuple[np.ndarray, QParams, np.ndarray | None]:
+        if self.bn is None or self.fold == "quantize":
+            return super().qkern_quantized_weight()
+        with torch.no_grad():
+            _, grid, b = self._scale_folded()
+        w_int, qp = grid.to_int8(type(self.weight_quant).__name__)
+        return w_int, qp, b.detach().cpu().float().numpy().copy()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.bn is None:
+            return self._conv_forward(x, self.weight_quant(self.weight), self.bias)
+        if self.fold == "scale":
+            if self.training:
+                return self.bn(self._conv_forward(x, self.weight_quant(self.weight), self.bias))
+            w, _, b = self._scale_folded()
+            return self._conv_forward(x, w, b)
+        if not self.training:
+            w, b = self._folded()
+            return self._conv_forward(x, self.weight_quant(w), b)
+        sf = _bn_scale(self.bn)
+        w_q = self.weight_quant(self.weight * sf.reshape(-1, 1, 1, 1))
+        y = self._conv_forward(x, w_q, None) / sf.reshape(1, -1, 1, 1)
+        if self.bias is not None:
+            y = y + self.bias.reshape(1, -1, 1, 1)
+        return self.bn(y)
+
+
+class QATLinear(_WeightQuantized, nn.Linear):
+    """A Linear whose weight passes through `weight_quant`."""
+
+    def __init__(self, linear: nn.Linear, weight_quant: nn.Module) -> None:
+        nn.Linear.__init__(self, linear.in_features, linear.out_features, linear.bias is not None)
+        self.weight = linear.weight
+        self.bias = linear.bias
+        self.weight_quant = weight_quant
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.linear(x, self.weight_quant(self.weight), self.bias)
+
+
+class QATConvTranspose2d(_WeightQuantized, nn.ConvTranspose2d):
+    """A ConvTranspose2d whose weight (torch layout [C_in, C_out, kh, kw]) passes through `weight_quant`."""
+
+    def __init__(self, conv: nn.ConvTranspose2d, weight_quant: nn.Module) -> None:
+        nn.ConvTranspose2d.__init__(
+            self, conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+            conv.output_padding, conv.groups, conv.bias is not None, conv.dilation, conv.padding_mode,
+        )
+        self.weight = conv.weight
+        self.bias = conv.bias
+        self.weight_quant = weight_quant
+
+    def forward(self, x: torch.Tensor, output_size: Any = None) -> torch.Tensor:
+        if output_size is not None:
+            raise ValueError("output_size is not supported by QATConvTranspose2d")
+        return F.conv_transpose2d(
+            x, self.weight_quant(self.weight), self.bias, self.stride, self.padding, self.output_padding,
+            self.groups, self.dilation,
+        )
