@@ -271,7 +271,8 @@ void requantize_dt(const int32_t* acc, int64_t n, const int32_t* bias, const Out
     case RequantMode::kGemmlowp: requantize_mode<RequantMode::kGemmlowp>(acc, n, bias, os, broadcast, out); return;
     case RequantMode::kSingle: requantize_mode<RequantMode::kSingle>(acc, n, bias, os, broadcast, out); return;
     case RequantMode::kFp32: requantize_mode<RequantMode::kFp32>(acc, n, bias, os, broadcast, out); return;
-    case RequantMode::kRaw: break;
+    case RequantMode::kRaw:
+    case RequantMode::kFloat: break;  // not integer requantization: the GEMM's own output forms
   }
   throw ArgumentError("requantize: the stage must be gemmlowp, single or fp32");
 }
