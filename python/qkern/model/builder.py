@@ -12,7 +12,7 @@ from ..packed import PackedGemm
 from ..packed_conv import PackedConv3x3, PackedConvTranspose2x2
 from ..qparams import QParams
 from ..reference import model_ops as R
-from ..requant import ROUNDINGS
+from ..requant_params import ROUNDINGS
 from . import steps as S
 from .model import QuantizedModel
 from .qparams_json import qparams_to_json
