@@ -11,6 +11,7 @@ BENCHES: dict[str, tuple[str, str]] = {
     "gemm": ("qkern.tools.bench_shapes", "uint8 x int8 GEMM, requantized to uint8"),
     "conv3x3": ("qkern.tools.bench_shapes", "NHWC 3x3 convolution, stride 1/2, padding 0/1"),
     "deconv2x2": ("qkern.tools.bench_shapes", "NHWC 2x2 stride-2 transposed convolution"),
+    "dynamic": ("qkern.tools.bench_dynamic", "dynamic int8 Linear (float in, float out) against torch and ORT"),
 }
 
 

@@ -9,6 +9,7 @@ from .registry import register
 # kind -> (module exposing add_arguments(parser) and main(args) -> int, one-line help).
 DEMOS: dict[str, tuple[str, str]] = {
     "gemm": ("qkern.tools.demo_gemm", "quantize y = relu(x @ w), run it in integers, compare with float and reference"),
+    "ptq": ("qkern.tools.demo_ptq", "train a digits classifier and a U-Net, quantize them, compare with torch and ORT"),
 }
 
 
