@@ -44,7 +44,7 @@ def _zp(rng: np.random.Generator, dtype: str) -> int:
 def _range(rng: np.random.Generator, dtype: str) -> tuple[int, int]:
     info = np.iinfo(dtype)
     a, b = sorted(int(v) for v in rng.integers(info.min, info.max + 1, 2))
-    return (a, b) if rng.random() < 0.5 else (info.min, info.max)
+    return (a, b) if a < b and rng.random() < 0.5 else (info.min, info.max)
 
 
 scales = st.floats(2.0**-14, 8.0, allow_nan=False, width=32)

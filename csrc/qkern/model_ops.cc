@@ -37,6 +37,16 @@ QuantizeBlock quantize_block() {
   return fma && current_isa() != Isa::kScalar ? quantize_block__avx2_fma : quantize_block_scalar;
 }
 
+// d[i * stride] = src[i]: bounds by value (a byte store may alias a captured reference).
+template <typename T>
+void scatter(T* __restrict d, int64_t stride, const int32_t* __restrict src, int64_t n) {
+  if (stride == 1) {
+    for (int64_t i = 0; i < n; ++i) d[i] = static_cast<T>(src[i]);
+  } else {
+    for (int64_t i = 0; i < n; ++i) d[i * stride] = static_cast<T>(src[i]);
+  }
+}
+
 template <typename T>
 bool quantize_t(const float* x, int64_t n, int64_t c, int64_t hw, float inv, int32_t zp, int32_t qmin, int32_t qmax,
                 T* out) {
@@ -53,8 +63,7 @@ bool quantize_t(const float* x, int64_t n, int64_t c, int64_t hw, float inv, int
     for (int64_t i0 = 0; i0 < hw; i0 += kBlock) {
       const int64_t len = std::min(kBlock, hw - i0);
       bad |= block(src + i0, len, inv, zf, lo, hi, tmp);
-      T* d = dst + i0 * c;
-      for (int64_t i = 0; i < len; ++i) d[i * c] = static_cast<T>(tmp[i]);
+      scatter(dst + i0 * c, c, tmp, len);
     }
     if (bad) nan.store(true, std::memory_order_relaxed);
   });
@@ -62,12 +71,16 @@ bool quantize_t(const float* x, int64_t n, int64_t c, int64_t hw, float inv, int
 }
 
 template <typename T>
+void dequantize_plane(float* __restrict dst, const T* __restrict src, int64_t stride, int64_t n, float scale,
+                      int32_t zp) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = scale * static_cast<float>(static_cast<int32_t>(src[i * stride]) - zp);
+}
+
+template <typename T>
 void dequantize_t(const T* q, int64_t n, int64_t hw, int64_t c, float scale, int32_t zp, float* out) {
   parallel_for(n * c, [&](int64_t t) {
     const int64_t img = t / c, ch = t % c;
-    const T* src = q + img * hw * c + ch;
-    float* dst = out + t * hw;
-    for (int64_t i = 0; i < hw; ++i) dst[i] = scale * static_cast<float>(static_cast<int32_t>(src[i * c]) - zp);
+    dequantize_plane(out + t * hw, q + img * hw * c + ch, c, hw, scale, zp);
   });
 }
 
