@@ -224,6 +224,18 @@ def test_lut_and_requantize_steps_match_reference() -> None:
             ValueError,
         ),
         (
+            lambda: core.model_pair_table(
+                np.zeros(3, np.uint8), np.zeros(3, np.uint8), np.zeros(65535, np.uint8), np.zeros(3, np.uint8)
+            ),
+            ValueError,
+        ),
+        (
+            lambda: core.model_pair_table(
+                np.zeros(3, np.uint8), np.zeros(3, np.uint8), np.zeros(65536, np.int8), np.zeros(3, np.uint8)
+            ),
+            TypeError,
+        ),
+        (
             lambda: core.model_max_pool(np.zeros((1, 0, 4, 1), np.uint8), np.zeros((1, 1, 3, 1), np.uint8), 2, 2, 1),
             ValueError,
         ),

@@ -84,7 +84,20 @@ void dequantize_t(const T* q, int64_t n, int64_t hw, int64_t c, float scale, int
   });
 }
 
+void pair_table_run(const uint8_t* __restrict a, const uint8_t* __restrict b, const uint8_t* __restrict table,
+                    uint8_t* __restrict out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = table[(static_cast<unsigned>(a[i]) << 8) | b[i]];
+}
+
 }  // namespace
+
+void model_pair_table(const uint8_t* a, const uint8_t* b, const uint8_t* table, uint8_t* out, int64_t n) {
+  constexpr int64_t kChunk = 16384;
+  parallel_for((n + kChunk - 1) / kChunk, [=](int64_t t) {
+    const int64_t i0 = t * kChunk;
+    pair_table_run(a + i0, b + i0, table, out + i0, std::min(kChunk, n - i0));
+  });
+}
 
 bool model_quantize_nchw(const float* x, int64_t n, int64_t c, int64_t hw, float inv_scale, int32_t zero_point,
                          int32_t qmin, int32_t qmax, DType out_t, void* out) {

@@ -279,13 +279,15 @@ class AddStep(Step):
             q.dtype,
         )
 
+        self.pair_table = native.add_pair_table(a.dtype, b.dtype, self.params)
+
     def out_shape(self, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
         if shapes[0] != shapes[1]:
             raise ValueError(f"step {self.name!r} (add) needs inputs of one shape, got {shapes[0]} and {shapes[1]}")
         return shapes[0]
 
     def bind(self, ins: list[np.ndarray], out: np.ndarray) -> RunFn:
-        return native.add_fn(ins[0], ins[1], out, self.params)
+        return native.add_fn(ins[0], ins[1], out, self.params, self.pair_table)
 
 
 class CatStep(Step):
