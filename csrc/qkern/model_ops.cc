@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <vector>
 
 #include "qkern/isa.h"
 #include "qkern/threadpool.h"
@@ -37,34 +38,43 @@ QuantizeBlock quantize_block() {
   return fma && current_isa() != Isa::kScalar ? quantize_block__avx2_fma : quantize_block_scalar;
 }
 
-// d[i * stride] = src[i]: bounds by value (a byte store may alias a captured reference).
+// d[i * c + ch] = planes[ch * ld + i]: the block's planes interleaved into NHWC order, written in order.
+template <typename T, int C>
+void interleave_c(T* __restrict d, const int32_t* __restrict planes, int64_t len, int64_t ld) {
+  for (int64_t i = 0; i < len; ++i)
+    for (int ch = 0; ch < C; ++ch) d[i * C + ch] = static_cast<T>(planes[ch * ld + i]);
+}
+
 template <typename T>
-void scatter(T* __restrict d, int64_t stride, const int32_t* __restrict src, int64_t n) {
-  if (stride == 1) {
-    for (int64_t i = 0; i < n; ++i) d[i] = static_cast<T>(src[i]);
-  } else {
-    for (int64_t i = 0; i < n; ++i) d[i * stride] = static_cast<T>(src[i]);
+void interleave(T* __restrict d, const int32_t* __restrict planes, int64_t c, int64_t len, int64_t ld) {
+  switch (c) {  // image inputs: a constant channel count unrolls the inner loop
+    case 1: return interleave_c<T, 1>(d, planes, len, ld);
+    case 3: return interleave_c<T, 3>(d, planes, len, ld);
+    case 4: return interleave_c<T, 4>(d, planes, len, ld);
+    default:
+      for (int64_t i = 0; i < len; ++i)
+        for (int64_t ch = 0; ch < c; ++ch) d[i * c + ch] = static_cast<T>(planes[ch * ld + i]);
   }
 }
 
+// Tasks are blocks of pixels of one image: each quantizes its block of every channel plane (contiguous
+// reads), then writes the block's NHWC bytes contiguously.
 template <typename T>
 bool quantize_t(const float* x, int64_t n, int64_t c, int64_t hw, float inv, int32_t zp, int32_t qmin, int32_t qmax,
                 T* out) {
   const float zf = static_cast<float>(zp), lo = static_cast<float>(qmin), hi = static_cast<float>(qmax);
   const QuantizeBlock block = quantize_block();
-  constexpr int64_t kBlock = 1024;
+  const int64_t pixels = std::max<int64_t>(16, 4096 / std::max<int64_t>(c, 1));  // ~16 KiB of int32 per block
+  const int64_t blocks = (hw + pixels - 1) / pixels;
   std::atomic<bool> nan{false};
-  parallel_for(n * c, [&](int64_t t) {
-    const int64_t img = t / c, ch = t % c;
-    const float* src = x + t * hw;
-    T* dst = out + img * hw * c + ch;
-    int32_t tmp[kBlock];
+  parallel_for(n * blocks, [&](int64_t t) {
+    const int64_t img = t / blocks, p0 = (t % blocks) * pixels, len = std::min(pixels, hw - p0);
+    thread_local std::vector<int32_t> tmp;
+    tmp.resize(static_cast<size_t>(c * pixels));
     bool bad = false;
-    for (int64_t i0 = 0; i0 < hw; i0 += kBlock) {
-      const int64_t len = std::min(kBlock, hw - i0);
-      bad |= block(src + i0, len, inv, zf, lo, hi, tmp);
-      scatter(dst + i0 * c, c, tmp, len);
-    }
+    for (int64_t ch = 0; ch < c; ++ch)
+      bad |= block(x + (img * c + ch) * hw + p0, len, inv, zf, lo, hi, tmp.data() + ch * pixels);
+    interleave(out + (img * hw + p0) * c, tmp.data(), c, len, pixels);
     if (bad) nan.store(true, std::memory_order_relaxed);
   });
   return !nan.load();
