@@ -1,4 +1,4 @@
-"""QAT models converted by qkern.torch.convert: integer outputs agree with the fake-quant forward."""
+"""QAT models converted by qkern.torch.convert: integer tensors and predictions agree with the fake-quant forward."""
 
 from __future__ import annotations
 
@@ -64,14 +64,14 @@ def test_converted_model_agrees_with_fake_quant(qat_digits, method):
     for h in hooks:
         h.remove()
     trace = qmodel.trace(x.numpy())
-    assert set(outputs) <= set(trace)
+    first = next(iter(trace))  # the input step (the input quantizer's grid)
     for name, out in outputs.items():
+        step = name if name in trace else first
         qp = getattr(qat_model, name).qkern_qparams()
-        assert qmodel.qparams(name) == qp, name  # the trained grid, exactly
+        assert qmodel.qparams(step) == qp, name  # the trained grid, exactly
         expected = qp.quantize(out.numpy())
         if expected.ndim == 4:
             expected = expected.transpose(0, 2, 3, 1)  # NCHW -> NHWC
-        got = trace[name].reshape(expected.shape)
-        if name == "qat_quant_0":  # the input quantizer: no arithmetic before it
-            assert np.array_equal(got, expected)
-        assert np.mean(got == expected) >= 0.98, name
+        got = trace[step].reshape(expected.shape)
+        # Same integers up to float32 rounding of products near a tie.
+        assert np.mean(got == expected) >= 0.999, f"{method} {name}: {np.mean(got == expected):.5f}"
