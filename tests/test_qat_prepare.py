@@ -72,6 +72,11 @@ def test_quantizers_are_inserted_and_batchnorm_is_folded(method):
     traced = qkern_torch.trace(gm)
     leaves = {n.target for n in traced.graph.nodes if n.op == "call_module"}
     assert {"conv1", "conv2", "fc"} <= leaves and {f"qat_quant_{i}" for i in range(6)} <= leaves
+    x = torch.rand(2, 1, 6, 6, generator=torch.Generator().manual_seed(1))
+    gm(x)
+    gm.eval()
+    traced.eval()
+    assert torch.equal(traced(x), gm(x))
 
 
 def _capture(gm: torch.nn.Module, module: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:

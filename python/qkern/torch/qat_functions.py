@@ -2,15 +2,12 @@
 
 Every forward returns `i * step` in float32, where `i` is the integer grid index as a float tensor and `step` is
 the float32 grid step, so that `qkern.dequantize(i, step, 0)` equals the forward bit for bit (docs/qat.md eq. (1)).
-Module-level functions are registered with `torch.fx.wrap`, so a symbolic trace records each quantizer as one
-call and keeps its backward.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.fx
 
 from ..qparams import QParams, quantize
 
@@ -235,14 +232,3 @@ def fake_quantize(x: torch.Tensor, qparams: QParams) -> torch.Tensor:
     """Fake quantization with qkern's exact quantize/dequantize and a straight-through gradient inside the range."""
     return _FakeQuantSTE.apply(x, qparams)
 
-
-for _name in (
-    "dorefa_weight_grid",
-    "dorefa_weight_binary",
-    "unit_activation",
-    "wrpn_weight_grid",
-    "pact_activation",
-    "lsq_quantize",
-    "fake_quantize",
-):
-    torch.fx.wrap(_name)
