@@ -206,3 +206,21 @@ def test_two_inputs_two_shapes_and_reference_backend() -> None:
         for o, r in zip(outs, ref_outs):
             assert np.array_equal(o, r)
         assert outs[0].shape == (shape[0], 7, (shape[2] + 1) // 2, (shape[3] + 1) // 2)
+
+
+def test_one_plan_per_input_shape_reuses_buffers() -> None:
+    """Planning happens once per input shape (and backend/ISA); later calls reuse the same buffers."""
+    rng = np.random.default_rng(21)
+    b = ModelBuilder()
+    x = b.input(qkern.QParams(np.float32(0.05), 128), name="x")
+    y = b.conv2d(x, _w(rng, (4, 3, 3, 2)), _wq(rng, 4, True), None, qkern.QParams(np.float32(0.1), 0), name="y")
+    b.output(b.max_pool2d(y, 2, 2, name="p"))
+    model = b.build()
+    small, big = (np.zeros((1, 2, 6, 6), np.float32), np.zeros((3, 2, 6, 6), np.float32))
+    model(small)
+    plan = next(iter(model._plans.values()))
+    buffers = [id(a) for a in plan.bufs]
+    for xs in (small, big, small, big):
+        model(xs)
+    assert len(model._plans) == 2
+    assert next(iter(model._plans.values())) is plan and [id(a) for a in plan.bufs] == buffers

@@ -44,7 +44,7 @@ def _zp(rng: np.random.Generator, dtype: str) -> int:
 def _range(rng: np.random.Generator, dtype: str) -> tuple[int, int]:
     info = np.iinfo(dtype)
     a, b = sorted(int(v) for v in rng.integers(info.min, info.max + 1, 2))
-    return (a, b) if rng.random() < 0.5 else (info.min, info.max)
+    return (a, b) if a < b and rng.random() < 0.5 else (info.min, info.max)
 
 
 scales = st.floats(2.0**-14, 8.0, allow_nan=False, width=32)
@@ -222,6 +222,18 @@ def test_lut_and_requantize_steps_match_reference() -> None:
         (
             lambda: core.model_max_pool(np.zeros((1, 2, 2, 1), np.uint8), np.zeros((1, 1, 1, 1), np.uint8), 3, 1, 0),
             ValueError,
+        ),
+        (
+            lambda: core.model_pair_table(
+                np.zeros(3, np.uint8), np.zeros(3, np.uint8), np.zeros(65535, np.uint8), np.zeros(3, np.uint8)
+            ),
+            ValueError,
+        ),
+        (
+            lambda: core.model_pair_table(
+                np.zeros(3, np.uint8), np.zeros(3, np.uint8), np.zeros(65536, np.int8), np.zeros(3, np.uint8)
+            ),
+            TypeError,
         ),
         (
             lambda: core.model_max_pool(np.zeros((1, 0, 4, 1), np.uint8), np.zeros((1, 1, 3, 1), np.uint8), 2, 2, 1),

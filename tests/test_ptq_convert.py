@@ -152,3 +152,23 @@ def test_one_and_two_threads_and_reference_backend_agree(unet):
     for name in one:
         np.testing.assert_array_equal(one[name], two[name], err_msg=name)
         np.testing.assert_array_equal(one[name], ref[name], err_msg=name)
+
+
+def test_saved_model_runs_where_torch_cannot_be_imported(classifier, tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    _, data, _, qmodel = classifier
+    x = data.x_test[:8].numpy()
+    np.save(tmp_path / "x.npy", x)
+    qmodel.save(tmp_path / "m.qkern")
+    code = (
+        "import sys; sys.modules['torch'] = None\n"  # any `import torch` now raises ImportError
+        "import numpy as np, qkern\n"
+        f"m = qkern.load({str(tmp_path / 'm.qkern')!r})\n"
+        f"np.save({str(tmp_path / 'y.npy')!r}, m(np.load({str(tmp_path / 'x.npy')!r})))\n"
+    )
+    env = {"PYTHONPATH": str(Path(qkern.__file__).parent.parent), "PATH": "/usr/bin:/bin"}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
+    np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), qmodel(x))

@@ -248,3 +248,39 @@ def test_bad_arguments_name_themselves():
         convert(prepare(_FlatHead(), example_inputs=x))
     with pytest.raises(ValueError, match="calibration_data"):
         quantize(_FlatHead(), [])
+
+
+class _Pools(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 6, 3, padding=1)
+        self.bn = nn.BatchNorm2d(6)
+        self.act = nn.ReLU6(inplace=True)
+        self.pool = nn.MaxPool2d(2)
+        self.proj = nn.Conv2d(6, 6, 1)
+        self.avg = nn.AvgPool2d(2)
+
+    def forward(self, x):
+        y = self.pool(self.act(self.bn(self.conv(x))))
+        z = F.relu6(torch.add(self.proj(y), y))
+        return self.avg(z)
+
+
+def test_pools_relu6_and_add_lower_to_integer_steps():
+    torch.manual_seed(8)
+    model = _Pools().eval()
+    model.bn.running_mean.uniform_(-0.2, 0.2)
+    model.bn.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(4, 3, 8, 8)
+    prepared, qmodel = _quantized(model, x)
+    assert [s.op for s in qmodel.steps] == ["input", "conv2d", "max_pool2d", "conv2d", "add", "avg_pool2d"]
+    act = qmodel.steps[1]
+    assert act.name == "act" and act.qparams.qmin == act.qparams.zero_point
+    assert qmodel.qparams("pool") == act.qparams  # max pool keeps its input's qparams
+    with torch.no_grad():
+        sim = simulate(prepared)(x).numpy()
+        ref = model(x).numpy()
+    out = qmodel(x.numpy())
+    step = float(qmodel.qparams("avg").scale)
+    assert np.abs(out - sim).max() <= 4 * step
+    assert np.abs(out - ref).max() <= 0.05 * np.abs(ref).max() + 4 * step

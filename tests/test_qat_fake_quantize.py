@@ -106,3 +106,36 @@ def test_unobserved_fake_quantize_cannot_export_and_bad_arguments():
         qat.FakeQuantize(bits=1)
     with pytest.raises(ValueError, match="qscheme"):
         qat.FakeQuantize(qscheme="per_tensor_sideways")
+
+
+def _hard(rng: np.random.Generator, scale: float, n: int) -> np.ndarray:
+    """Exact ties of x / scale, their float32 neighbours, integers, wide values, infinities."""
+    s32 = np.float32(scale)
+    ties = ((rng.integers(-300, 300, n) + 0.5) * s32).astype(np.float32)
+    parts = [ties, np.nextafter(ties, np.float32(np.inf)), np.nextafter(ties, np.float32(-np.inf)),
+             (rng.integers(-300, 300, n) * s32).astype(np.float32),
+             (rng.standard_normal(n) * 100 * s32).astype(np.float32),
+             np.array([0.0, -0.0, np.inf, -np.inf, 3e38, -3e38, 1e-45], np.float32)]
+    return np.concatenate(parts)
+
+
+@pytest.mark.parametrize("dtype", ["uint8", "int8"])
+def test_torch_quantize_integers_equal_qkern_quantize_on_hard_inputs(rng, dtype):
+    qf = pytest.importorskip("qkern.torch.qat_functions")
+    lo, hi = (0, 255) if dtype == "uint8" else (-128, 127)
+    for zp in [lo, 0 if dtype == "int8" else 1, 77 if dtype == "uint8" else -77, hi]:
+        scale = float(np.exp(rng.uniform(-7, 2)))
+        x = _hard(rng, scale, 400)
+        qp = qkern.QParams(scale, zp, dtype, None, lo, hi)
+        got = qf.quantize_integers(torch.from_numpy(x), qp).numpy()
+        assert np.array_equal(got, qkern.quantize(x, scale, zp, dtype).astype(np.float32)), (zp, scale)
+        y = qf.dequantize_integers(torch.from_numpy(got), qp).numpy()
+        assert np.array_equal(y, qkern.dequantize(qkern.quantize(x, scale, zp, dtype), scale, zp))
+    scales = np.exp(rng.uniform(-6, 1, 3)).astype(np.float32)
+    zps = np.array([lo, (lo + hi) // 2, hi], np.int32)
+    xc = np.stack([_hard(rng, float(s), 100) for s in scales])
+    qp = qkern.QParams(scales, zps, dtype, 0)
+    got = qf.quantize_integers(torch.from_numpy(xc), qp).numpy()
+    assert np.array_equal(got, qkern.quantize(xc, scales, zps, dtype, axis=0).astype(np.float32))
+    with pytest.raises(ValueError, match="NaN"):
+        qf.quantize_integers(torch.tensor([np.nan]), qkern.QParams(0.1, 0, dtype))

@@ -72,6 +72,11 @@ def test_quantizers_are_inserted_and_batchnorm_is_folded(method):
     traced = qkern_torch.trace(gm)
     leaves = {n.target for n in traced.graph.nodes if n.op == "call_module"}
     assert {"conv1", "conv2", "fc"} <= leaves and {f"qat_quant_{i}" for i in range(6)} <= leaves
+    x = torch.rand(2, 1, 6, 6, generator=torch.Generator().manual_seed(1))
+    gm(x)
+    gm.eval()
+    traced.eval()
+    assert torch.equal(traced(x), gm(x))
 
 
 def _capture(gm: torch.nn.Module, module: torch.nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -93,13 +98,17 @@ def test_trains_and_eval_forward_uses_exactly_the_exported_integers(rng, method)
         assert grads and all(g is not None for g in grads)
     gm.eval()
     x = torch.from_numpy(rng.random((2, 1, 6, 6), dtype=np.float32))
-    for name in ("conv1", "conv2", "fc"):
+    # Each layer's input grid comes from this quantizer; the eval bias is rounded onto s_in * s_w[o].
+    for name, source in (("conv1", "qat_quant_0"), ("conv2", "qat_quant_1"), ("fc", "qat_quant_4")):
         layer = getattr(gm, name)
+        assert layer.input_quant[0] is getattr(gm, source)
         w_int, qp, bias = layer.qkern_quantized_weight()
         assert w_int.dtype == np.int8 and w_int.shape == tuple(layer.weight.shape)
         assert np.all((w_int >= qp.qmin) & (w_int <= qp.qmax))
         w = torch.from_numpy(qkern.dequantize(w_int, qp.scale, qp.zero_point, axis=qp.axis))
-        b = torch.from_numpy(bias)
+        s_in = np.float64(getattr(gm, source).qkern_qparams().scale)
+        acc_scale = s_in * np.broadcast_to(np.asarray(qp.scale, np.float64), bias.shape)
+        b = torch.from_numpy((np.rint(bias.astype(np.float64) / acc_scale) * acc_scale).astype(np.float32))
         captured = _capture(gm, layer, x)
         if name == "fc":
             expected = F.linear(captured["inp"], w, b)

@@ -5,6 +5,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <algorithm>
 #include <cmath>
 #include <string>
 #include <vector>
@@ -89,6 +90,31 @@ void add(const py::array& a, const py::array& b, py::array out, int32_t z1, int3
   void* po_ = out.mutable_data();
   py::gil_scoped_release release;
   model_add(at, pa, bt, pb, ot, po_, n, p);
+}
+
+void pair_table(const py::array& a, const py::array& b, const py::array& table, py::array out) {
+  quant_dtype(a, "a");
+  quant_dtype(b, "b");
+  quant_dtype(table, "table");
+  require_c_contiguous(a, "a");
+  require_c_contiguous(b, "b");
+  require_c_contiguous(table, "table");
+  if (table.ndim() != 1 || table.shape(0) != 65536) throw py::value_error("table must have 65536 entries");
+  if (quant_dtype(out, "out") != dtype_of(table, "table")) throw py::type_error("out must have table's dtype");
+  std::vector<py::ssize_t> shape(a.shape(), a.shape() + a.ndim());
+  if (b.ndim() != a.ndim() || !std::equal(shape.begin(), shape.end(), b.shape()))
+    throw py::value_error("a and b must have one shape");
+  require_out(out, shape);
+  check_out_disjoint(out, a);
+  check_out_disjoint(out, b);
+  check_out_disjoint(out, table);
+  const auto* pa = static_cast<const uint8_t*>(a.data());
+  const auto* pb = static_cast<const uint8_t*>(b.data());
+  const auto* pt = static_cast<const uint8_t*>(table.data());
+  auto* po = static_cast<uint8_t*>(out.mutable_data());
+  const int64_t n = a.size();
+  py::gil_scoped_release release;
+  model_pair_table(pa, pb, pt, po, n);
 }
 
 void check_nhwc(const py::array& x, const char* name) {
@@ -192,6 +218,8 @@ void register_model_ops(py::module_& m) {
         "out_zp"_a, "qmin"_a, "qmax"_a, "Eq. (M2) into dst[..., col_offset:col_offset+C] (internal).");
   m.def("model_add", &add, "a"_a, "b"_a, "out"_a, "z1"_a, "m1"_a, "s1"_a, "z2"_a, "m2"_a, "s2"_a, "mo"_a, "so"_a,
         "out_zp"_a, "qmin"_a, "qmax"_a, "Eq. (M3) (internal).");
+  m.def("model_pair_table", &pair_table, "a"_a, "b"_a, "table"_a, "out"_a,
+        "out = table[a_byte * 256 + b_byte] (internal).");
   m.def("model_max_pool", &max_pool, "x"_a, "out"_a, "k"_a, "stride"_a, "pad"_a, "NHWC max pool (internal).");
   m.def("model_avg_pool", &avg_pool, "x"_a, "out"_a, "k"_a, "stride"_a, "in_zp"_a, "multiplier"_a, "shift"_a,
         "out_zp"_a, "qmin"_a, "qmax"_a, "Eq. (M5) (internal).");

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <atomic>
 #include <cmath>
+#include <vector>
 
 #include "qkern/isa.h"
 #include "qkern/threadpool.h"
@@ -37,41 +38,76 @@ QuantizeBlock quantize_block() {
   return fma && current_isa() != Isa::kScalar ? quantize_block__avx2_fma : quantize_block_scalar;
 }
 
+// d[i * c + ch] = planes[ch * ld + i]: the block's planes interleaved into NHWC order, written in order.
+template <typename T, int C>
+void interleave_c(T* __restrict d, const int32_t* __restrict planes, int64_t len, int64_t ld) {
+  for (int64_t i = 0; i < len; ++i)
+    for (int ch = 0; ch < C; ++ch) d[i * C + ch] = static_cast<T>(planes[ch * ld + i]);
+}
+
+template <typename T>
+void interleave(T* __restrict d, const int32_t* __restrict planes, int64_t c, int64_t len, int64_t ld) {
+  switch (c) {  // image inputs: a constant channel count unrolls the inner loop
+    case 1: return interleave_c<T, 1>(d, planes, len, ld);
+    case 3: return interleave_c<T, 3>(d, planes, len, ld);
+    case 4: return interleave_c<T, 4>(d, planes, len, ld);
+    default:
+      for (int64_t i = 0; i < len; ++i)
+        for (int64_t ch = 0; ch < c; ++ch) d[i * c + ch] = static_cast<T>(planes[ch * ld + i]);
+  }
+}
+
+// Tasks are blocks of pixels of one image: each quantizes its block of every channel plane (contiguous
+// reads), then writes the block's NHWC bytes contiguously.
 template <typename T>
 bool quantize_t(const float* x, int64_t n, int64_t c, int64_t hw, float inv, int32_t zp, int32_t qmin, int32_t qmax,
                 T* out) {
   const float zf = static_cast<float>(zp), lo = static_cast<float>(qmin), hi = static_cast<float>(qmax);
   const QuantizeBlock block = quantize_block();
-  constexpr int64_t kBlock = 1024;
+  const int64_t pixels = std::max<int64_t>(16, 4096 / std::max<int64_t>(c, 1));  // ~16 KiB of int32 per block
+  const int64_t blocks = (hw + pixels - 1) / pixels;
   std::atomic<bool> nan{false};
-  parallel_for(n * c, [&](int64_t t) {
-    const int64_t img = t / c, ch = t % c;
-    const float* src = x + t * hw;
-    T* dst = out + img * hw * c + ch;
-    int32_t tmp[kBlock];
+  parallel_for(n * blocks, [&](int64_t t) {
+    const int64_t img = t / blocks, p0 = (t % blocks) * pixels, len = std::min(pixels, hw - p0);
+    thread_local std::vector<int32_t> tmp;
+    tmp.resize(static_cast<size_t>(c * pixels));
     bool bad = false;
-    for (int64_t i0 = 0; i0 < hw; i0 += kBlock) {
-      const int64_t len = std::min(kBlock, hw - i0);
-      bad |= block(src + i0, len, inv, zf, lo, hi, tmp);
-      T* d = dst + i0 * c;
-      for (int64_t i = 0; i < len; ++i) d[i * c] = static_cast<T>(tmp[i]);
-    }
+    for (int64_t ch = 0; ch < c; ++ch)
+      bad |= block(x + (img * c + ch) * hw + p0, len, inv, zf, lo, hi, tmp.data() + ch * pixels);
+    interleave(out + (img * hw + p0) * c, tmp.data(), c, len, pixels);
     if (bad) nan.store(true, std::memory_order_relaxed);
   });
   return !nan.load();
 }
 
 template <typename T>
+void dequantize_plane(float* __restrict dst, const T* __restrict src, int64_t stride, int64_t n, float scale,
+                      int32_t zp) {
+  for (int64_t i = 0; i < n; ++i) dst[i] = scale * static_cast<float>(static_cast<int32_t>(src[i * stride]) - zp);
+}
+
+template <typename T>
 void dequantize_t(const T* q, int64_t n, int64_t hw, int64_t c, float scale, int32_t zp, float* out) {
   parallel_for(n * c, [&](int64_t t) {
     const int64_t img = t / c, ch = t % c;
-    const T* src = q + img * hw * c + ch;
-    float* dst = out + t * hw;
-    for (int64_t i = 0; i < hw; ++i) dst[i] = scale * static_cast<float>(static_cast<int32_t>(src[i * c]) - zp);
+    dequantize_plane(out + t * hw, q + img * hw * c + ch, c, hw, scale, zp);
   });
 }
 
+void pair_table_run(const uint8_t* __restrict a, const uint8_t* __restrict b, const uint8_t* __restrict table,
+                    uint8_t* __restrict out, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) out[i] = table[(static_cast<unsigned>(a[i]) << 8) | b[i]];
+}
+
 }  // namespace
+
+void model_pair_table(const uint8_t* a, const uint8_t* b, const uint8_t* table, uint8_t* out, int64_t n) {
+  constexpr int64_t kChunk = 16384;
+  parallel_for((n + kChunk - 1) / kChunk, [=](int64_t t) {
+    const int64_t i0 = t * kChunk;
+    pair_table_run(a + i0, b + i0, table, out + i0, std::min(kChunk, n - i0));
+  });
+}
 
 bool model_quantize_nchw(const float* x, int64_t n, int64_t c, int64_t hw, float inv_scale, int32_t zero_point,
                          int32_t qmin, int32_t qmax, DType out_t, void* out) {

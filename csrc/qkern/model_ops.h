@@ -25,6 +25,9 @@ void model_rescale(DType src_t, const void* src, int64_t src_stride, DType dst_t
                    int64_t rows, int64_t cols, const RescaleParams& p);
 void model_add(DType a_t, const void* a, DType b_t, const void* b, DType out_t, void* out, int64_t n,
                const AddParams& p);
+// out[i] = table[a_byte[i] * 256 + b_byte[i]]: a binary op of two byte tensors made once as a 64 KiB table
+// (the model's add: every (a, b) pair evaluated by model_add when the step is made).
+void model_pair_table(const uint8_t* a, const uint8_t* b, const uint8_t* table, uint8_t* out, int64_t n);
 // NHWC max pool, floor mode; padded cells never win (every window holds a real cell: pad <= k / 2).
 void model_max_pool(DType t, const void* x, int64_t n, int64_t h, int64_t w, int64_t c, int k, int stride, int pad,
                     void* out, int64_t ho, int64_t wo);

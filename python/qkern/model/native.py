@@ -35,9 +35,23 @@ def rescale_fn(x: np.ndarray, out: np.ndarray, p: Rescale, col_offset: int = 0) 
     return run
 
 
-def add_fn(a: np.ndarray, b: np.ndarray, out: np.ndarray, p: tuple) -> RunFn:
+def add_pair_table(a_dtype: str, b_dtype: str, p: tuple) -> np.ndarray:
+    """Eq. (M3) for every pair of input bytes: entry a_byte * 256 + b_byte (64 KiB, made once per step)."""
+    a = np.repeat(np.arange(256, dtype=np.uint8), 256).view(a_dtype)
+    b = np.tile(np.arange(256, dtype=np.uint8), 256).view(b_dtype)
+    out = np.empty(65536, dtype=p[11])
+    if _backend.core is not None:
+        _backend.core.model_add(a, b, out, *p[:11])
+    else:
+        out[...] = R.add(a, p[0], p[1], p[2], b, *p[3:])
+    out.setflags(write=False)
+    return out
+
+
+def add_fn(a: np.ndarray, b: np.ndarray, out: np.ndarray, p: tuple, pair_table: np.ndarray) -> RunFn:
+    """The native add is one lookup per element in the step's pair table (eq. (M3) made by model_add)."""
     if use_native():
-        return functools.partial(_backend.core.model_add, a, b, out, *p[:11])
+        return functools.partial(_backend.core.model_pair_table, a, b, pair_table, out)
 
     def run() -> None:
         out[...] = R.add(a, p[0], p[1], p[2], b, *p[3:])

@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from .. import _backend
 from ..packed import PackedGemm
 from ..packed_conv import PackedConv3x3, PackedConvTranspose2x2
 from ..qparams import QParams
@@ -38,10 +37,6 @@ def layer_requant(in_qp: QParams, w_qp: QParams, out_qp: QParams, rounding: str)
         qmax=out_qp.qmax,
         rounding=rounding,
     )
-
-
-def _reference_backend() -> bool:
-    return _backend.core is None or _backend.get_backend() == "reference"
 
 
 class Step:
@@ -120,7 +115,7 @@ class Conv3x3Step(Step):
 def _direct(packed: Any, x: np.ndarray, zp: int, out: np.ndarray) -> RunFn | None:
     """The packed weights' native run on planned buffers (contiguous, shapes checked once by the first run)."""
     core = getattr(packed, "_core", None)
-    if core is None or _reference_backend():
+    if core is None or not native.use_native():
         return None
     return functools.partial(core.run, x, zp, out)
 
@@ -279,13 +274,15 @@ class AddStep(Step):
             q.dtype,
         )
 
+        self.pair_table = native.add_pair_table(a.dtype, b.dtype, self.params)
+
     def out_shape(self, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
         if shapes[0] != shapes[1]:
             raise ValueError(f"step {self.name!r} (add) needs inputs of one shape, got {shapes[0]} and {shapes[1]}")
         return shapes[0]
 
     def bind(self, ins: list[np.ndarray], out: np.ndarray) -> RunFn:
-        return native.add_fn(ins[0], ins[1], out, self.params)
+        return native.add_fn(ins[0], ins[1], out, self.params, self.pair_table)
 
 
 class CatStep(Step):
@@ -418,7 +415,7 @@ class LutStep(Step):
 
     def bind(self, ins: list[np.ndarray], out: np.ndarray) -> RunFn:
         x, table = ins[0], self.arrays["table"]
-        if not _reference_backend():
+        if native.use_native():
             return functools.partial(np.take, self.byte_table, x.view(np.uint8), out=out)
 
         def run() -> None:

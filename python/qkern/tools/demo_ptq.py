@@ -16,7 +16,7 @@ CALIBRATOR_KWARGS = {"entropy": {"num_bins": 512}}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--epochs", type=int, default=8, help="training epochs of each model (default 8)")
+    parser.add_argument("--epochs", type=int, default=6, help="training epochs of each model (default 6)")
     parser.add_argument("--width", type=int, default=8, help="channels of the first layer (default 8)")
     parser.add_argument("--seed", type=int, default=0, help="seed of data split, noise and training (default 0)")
     parser.add_argument("--calibration", type=int, default=256, help="calibration images (default 256)")

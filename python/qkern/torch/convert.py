@@ -155,8 +155,8 @@ class _Converter:
         x = self._arg(node.args[0])
         chw = (src[1], src[2], src[3])
         spatial = src[2] * src[3] > 1
-        if spatial and any(self.plan.kinds.get(u) not in ("linear", "flatten") for u in node.users):
-            # a consumer other than Linear needs torch's (c, h, w) order
+        if spatial and any(self.plan.kinds.get(u) not in ("linear", "qat_act") for u in node.users):
+            # a consumer other than Linear (or a QAT quantizer, which keeps the order) needs torch's (c, h, w)
             fn = self._float_fn(node, [node.args[0]], [x.hwc_of])
             self.float_nodes.append(f"{node.name} (flatten before a non-Linear consumer)")
             self.env[node] = _T(self.builder.float_op([x.ref], fn, x.ref.qparams, name=node.name))

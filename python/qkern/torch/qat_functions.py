@@ -2,17 +2,14 @@
 
 Every forward returns `i * step` in float32, where `i` is the integer grid index as a float tensor and `step` is
 the float32 grid step, so that `qkern.dequantize(i, step, 0)` equals the forward bit for bit (docs/qat.md eq. (1)).
-Module-level functions are registered with `torch.fx.wrap`, so a symbolic trace records each quantizer as one
-call and keeps its backward.
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.fx
 
-from ..qparams import QParams, dequantize, quantize
+from ..qparams import QParams, quantize
 
 
 class _DoReFaWeightSTE(torch.autograd.Function):
@@ -172,25 +169,58 @@ def lsq_quantize(v: torch.Tensor, s: torch.Tensor, qn: int, qp: int, g: float, a
     return _LSQSTE.apply(v, s, qn, qp, g, axis)
 
 
+def quantize_integers(x: torch.Tensor, qparams: QParams) -> torch.Tensor:
+    """qkern.quantize(x, qparams) as a float32 tensor of integers, bit-exact (docs/qat.md eq. (2)).
+
+    Per channel, qkern's rule is two float32 roundings, rne(f32(f32(x * inv) + zp)), which torch's float32
+    ops reproduce. Per tensor it is one rounding of x * inv + zp to float32, then rne: away from half-integers
+    that equals rne of the float64 value x * inv + zp (within 2^-46 of the exact one); the few elements within
+    a float32 ulp of a half-integer are handed to qkern.quantize itself.
+    """
+    if torch.isnan(x).any():
+        raise ValueError("x contains NaN, which has no quantized value")
+    xf = x.detach().float()
+    inv32 = np.float32(1.0) / np.asarray(qparams.scale, dtype=np.float32)
+    if qparams.axis is not None:
+        shape = _channel_shape(x.ndim, qparams.axis, inv32.size)
+        inv = torch.as_tensor(inv32, device=x.device).reshape(shape)
+        zp = torch.as_tensor(np.array(qparams.zero_point, dtype=np.float32), device=x.device).reshape(shape)
+        return torch.round(xf * inv + zp).clamp_(qparams.qmin, qparams.qmax)
+    v = xf.double() * float(inv32) + float(qparams.zero_point)
+    q = torch.round(v)
+    near = (v - torch.floor(v) - 0.5).abs() <= v.abs() * 2.0**-22 + 2.0**-140
+    if near.any():
+        exact = quantize(xf[near].cpu().numpy(), qparams.scale, qparams.zero_point, qparams.dtype)
+        q[near] = torch.from_numpy(exact.astype(np.float64)).to(x.device)
+    return q.clamp_(qparams.qmin, qparams.qmax).float()
+
+
+def dequantize_integers(q: torch.Tensor, qparams: QParams) -> torch.Tensor:
+    """qkern.dequantize of integers held in a float32 tensor: f32(scale) * f32(q - zero_point)."""
+    scale = torch.as_tensor(np.array(qparams.scale, dtype=np.float32), device=q.device)
+    zp = torch.as_tensor(np.array(qparams.zero_point, dtype=np.float32), device=q.device)
+    if qparams.axis is not None:
+        shape = _channel_shape(q.ndim, qparams.axis, scale.numel())
+        scale, zp = scale.reshape(shape), zp.reshape(shape)
+    return (q - zp) * scale
+
+
 class _FakeQuantSTE(torch.autograd.Function):
     """qkern.quantize then qkern.dequantize (bit-exact); gradient 1 where torch's unclamped integer,
     zero_point + round(x * (1 / scale)), lies in [qmin, qmax], else 0 (torch's fake-quantize mask)."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, qparams: QParams) -> torch.Tensor:  # type: ignore[override]
-        xn = x.detach().cpu().float().numpy()
-        q = quantize(xn, qparams.scale, qparams.zero_point, qparams.dtype, axis=qparams.axis,
-                     qmin=qparams.qmin, qmax=qparams.qmax)
-        y = dequantize(q, qparams.scale, qparams.zero_point, axis=qparams.axis)
-        shape = _channel_shape(x.ndim, qparams.axis, np.size(qparams.scale))
+        y = dequantize_integers(quantize_integers(x, qparams), qparams)
         inv32 = np.float32(1.0) / np.asarray(qparams.scale, dtype=np.float32)
-        inv = torch.as_tensor(np.asarray(inv32), device=x.device)
-        zp = torch.as_tensor(np.asarray(qparams.zero_point, dtype=np.float32), device=x.device)
-        if shape:
+        inv = torch.as_tensor(inv32, device=x.device)
+        zp = torch.as_tensor(np.array(qparams.zero_point, dtype=np.float32), device=x.device)
+        if qparams.axis is not None:
+            shape = _channel_shape(x.ndim, qparams.axis, inv32.size)
             inv, zp = inv.reshape(shape), zp.reshape(shape)
         unclamped = torch.round(x.detach().float() * inv) + zp
         ctx.save_for_backward((unclamped >= qparams.qmin) & (unclamped <= qparams.qmax))
-        return torch.from_numpy(y).to(device=x.device, dtype=x.dtype)
+        return y.to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
@@ -202,14 +232,3 @@ def fake_quantize(x: torch.Tensor, qparams: QParams) -> torch.Tensor:
     """Fake quantization with qkern's exact quantize/dequantize and a straight-through gradient inside the range."""
     return _FakeQuantSTE.apply(x, qparams)
 
-
-for _name in (
-    "dorefa_weight_grid",
-    "dorefa_weight_binary",
-    "unit_activation",
-    "wrpn_weight_grid",
-    "pact_activation",
-    "lsq_quantize",
-    "fake_quantize",
-):
-    torch.fx.wrap(_name)

@@ -23,15 +23,55 @@ def _bn_scale(bn: nn.BatchNorm2d) -> torch.Tensor:
     return gamma / torch.sqrt(bn.running_var + bn.eps)
 
 
+class _BiasOnGrid(torch.autograd.Function):
+    """Forward: the bias rounded onto its int32 grid (given); backward: straight through to the float bias."""
+
+    @staticmethod
+    def forward(ctx, b: torch.Tensor, b_grid: torch.Tensor) -> torch.Tensor:  # type: ignore[override]
+        return b_grid
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:  # type: ignore[override]
+        return grad, None
+
+
 class _WeightQuantized:
-    """Shared protocol code: the weight quantizer is `self.weight_quant`; `_folded()` gives weight and bias."""
+    """Shared protocol code: the weight quantizer is `self.weight_quant`; `_folded()` gives weight and bias.
+
+    `input_quant` (set by prepare_qat: a one-element list, so that it is no submodule) holds the quantizer
+    whose grid this layer's input lies on. With it, the eval-mode forward rounds the bias to the integer
+    model's int32 grid, b_q = round(b / (s_in * s_w[o])) * s_in * s_w[o] (docs/qat.md eq. (14)), so that the
+    fake-quant model and the converted one add the same bias.
+    """
 
     weight: torch.Tensor
     bias: torch.Tensor | None
     weight_quant: nn.Module
+    input_quant: list[nn.Module]
 
     def _folded(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         return self.weight, self.bias
+
+    def _bias_on_grid(self, b: torch.Tensor | None, w_step: Any) -> torch.Tensor | None:
+        quant = getattr(self, "input_quant", None)
+        if b is None or not quant:
+            return b
+        try:
+            s_in = quant[0].qkern_qparams().scale
+        except (RuntimeError, ValueError):  # no grid yet (nothing observed, step not initialised)
+            return b
+        s = torch.as_tensor(np.float64(np.float32(s_in)) * np.asarray(w_step, np.float32).astype(np.float64),
+                            device=b.device)
+        q = torch.round(b.detach().double() / s).clamp(-(2.0**31), 2.0**31 - 1)
+        return _BiasOnGrid.apply(b, (q * s).to(b.dtype))
+
+    def _eval_weight_bias(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The eval-mode weight (fake-quantized) and bias (on its int32 grid)."""
+        w, b = self._folded()
+        w_q = self.weight_quant(w)
+        if b is not None and getattr(self, "input_quant", None):
+            b = self._bias_on_grid(b, self.weight_quant.weight_grid(w).step)
+        return w_q, b
 
     def qkern_quantized_weight(self) -> tuple[np.ndarray, QParams, np.ndarray | None]:
         """(integer weight in torch layout, its QParams, float32 bias or None) as the eval forward uses them."""
@@ -107,16 +147,15 @@ class QATConv2d(_WeightQuantized, nn.Conv2d):
         return w_int, qp, b.detach().cpu().float().numpy().copy()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.bn is None:
+        if self.bn is None and self.training:
             return self._conv_forward(x, self.weight_quant(self.weight), self.bias)
-        if self.fold == "scale":
+        if self.bn is not None and self.fold == "scale":
             if self.training:
                 return self.bn(self._conv_forward(x, self.weight_quant(self.weight), self.bias))
-            w, _, b = self._scale_folded()
-            return self._conv_forward(x, w, b)
+            w, grid, b = self._scale_folded()
+            return self._conv_forward(x, w, self._bias_on_grid(b, grid.step))
         if not self.training:
-            w, b = self._folded()
-            return self._conv_forward(x, self.weight_quant(w), b)
+            return self._conv_forward(x, *self._eval_weight_bias())
         sf = _bn_scale(self.bn)
         w_q = self.weight_quant(self.weight * sf.reshape(-1, 1, 1, 1))
         y = self._conv_forward(x, w_q, None) / sf.reshape(1, -1, 1, 1)
@@ -135,7 +174,9 @@ class QATLinear(_WeightQuantized, nn.Linear):
         self.weight_quant = weight_quant
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight_quant(self.weight), self.bias)
+        if self.training:
+            return F.linear(x, self.weight_quant(self.weight), self.bias)
+        return F.linear(x, *self._eval_weight_bias())
 
 
 class QATConvTranspose2d(_WeightQuantized, nn.ConvTranspose2d):
@@ -153,7 +194,5 @@ class QATConvTranspose2d(_WeightQuantized, nn.ConvTranspose2d):
     def forward(self, x: torch.Tensor, output_size: Any = None) -> torch.Tensor:
         if output_size is not None:
             raise ValueError("output_size is not supported by QATConvTranspose2d")
-        return F.conv_transpose2d(
-            x, self.weight_quant(self.weight), self.bias, self.stride, self.padding, self.output_padding,
-            self.groups, self.dilation,
-        )
+        w, b = (self.weight_quant(self.weight), self.bias) if self.training else self._eval_weight_bias()
+        return F.conv_transpose2d(x, w, b, self.stride, self.padding, self.output_padding, self.groups, self.dilation)

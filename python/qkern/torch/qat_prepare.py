@@ -169,9 +169,38 @@ def prepare_qat(
             continue
         _insert_after(gm, node, f"qat_quant_{count}", module)
         count += 1
+    _link_input_quantizers(gm)
     gm.graph.lint()
     gm.recompile()
     return gm.train()
+
+
+_SAME_GRID_MODULES = (nn.MaxPool2d, nn.Dropout, nn.Flatten, nn.Identity)
+_SAME_GRID_FUNCTIONS = (torch.flatten, F.max_pool2d, F.dropout)
+_SAME_GRID_METHODS = ("flatten", "view", "reshape", "contiguous")
+
+
+def _link_input_quantizers(gm: torch.fx.GraphModule) -> None:
+    """Give each QAT layer the quantizer its input's grid comes from (through max pool, flatten, dropout)."""
+    modules = dict(gm.named_modules())
+    for node in gm.graph.nodes:
+        layer = modules.get(node.target) if node.op == "call_module" else None
+        if not isinstance(layer, (QATConv2d, QATConvTranspose2d, QATLinear)):
+            continue
+        src = node.args[0]
+        while isinstance(src, torch.fx.Node):
+            mod = modules.get(src.target) if src.op == "call_module" else None
+            if mod is not None and hasattr(mod, "qkern_qparams"):
+                layer.input_quant = [mod]
+                break
+            same = (
+                (mod is not None and isinstance(mod, _SAME_GRID_MODULES))
+                or (src.op == "call_function" and src.target in _SAME_GRID_FUNCTIONS)
+                or (src.op == "call_method" and src.target in _SAME_GRID_METHODS)
+            )
+            if not same:
+                break
+            src = src.args[0]
 
 
 def _set(root: nn.Module, target: str, module: nn.Module) -> None:
