@@ -11,6 +11,7 @@ import qkern
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from qkern import _backend
+from qkern.model import ModelBuilder
 from qkern.reference import model_ops as R
 
 core = _backend.core
@@ -265,32 +266,36 @@ def test_native_rejects_bad_buffers(call, exc) -> None:
 @settings(max_examples=40, deadline=None)
 @given(seed=st.integers(0, 2**31), scale=scales, dtype=st.sampled_from(DTYPES), four_d=st.booleans())
 def test_input_quantize_and_output_dequantize(seed: int, scale: float, dtype: str, four_d: bool) -> None:
-    """The model's fused NCHW<->NHWC quantize/dequantize == qkern.quantize/dequantize (ties, inf included)."""
+    """A model's input step (fused NCHW -> NHWC quantize) and output step (NHWC -> NCHW dequantize) ==
+    qkern.quantize/dequantize (ties, inf included), for 1 to 5 channels, on every ISA and thread count."""
     rng = np.random.default_rng(seed)
     lo, hi = _range(rng, dtype)
     qp = qkern.QParams(np.float32(scale), int(np.clip(_zp(rng, dtype), lo, hi)), dtype, qmin=lo, qmax=hi)
-    shape = ((2, 3, 5, 7), (1, 2, 40, 30))[seed % 2] if four_d else (3, 11)
+    shape = ((2, 3, 5, 7), (1, 2, 40, 30), (1, 1, 9, 9), (2, 4, 3, 70), (1, 5, 6, 6))[seed % 5] if four_d else (3, 11)
     x = (rng.standard_normal(shape) * scale * 100).astype(np.float32)
     flat = x.reshape(-1)
     flat[:20] = (np.arange(20, dtype=np.float32) - 10.0 + 0.5) * np.float32(scale)  # ties at the half-way points
     flat[20:24] = [np.inf, -np.inf, 3e38, -3e38]
     nhwc = np.ascontiguousarray(x.transpose(0, 2, 3, 1)) if four_d else x
     expect = qp.quantize(nhwc)
+    deq = qp.dequantize(expect)
+    expect_back = np.ascontiguousarray(deq.transpose(0, 3, 1, 2)) if four_d else deq
+    b = ModelBuilder()
+    b.output(b.input(qp, name="x"), name="y")
+    model = b.build()
     for isa, t in ISA_THREADS:
         with _isa_threads(isa, t):
-            out = np.empty_like(expect)
-            core.model_quantize_nchw(x, out, float(qp.scale), int(qp.zero_point), lo, hi)
-            assert np.array_equal(out, expect), (isa, t)
-            back = np.empty(shape, np.float32)
-            core.model_dequantize_nchw(out, back, float(qp.scale), int(qp.zero_point))
-            deq = qp.dequantize(out)
-            assert np.array_equal(back, np.ascontiguousarray(deq.transpose(0, 3, 1, 2)) if four_d else deq)
+            for _ in range(2):  # the call that plans, then one through the plan's buffers
+                assert np.array_equal(model.trace(x)["x"], expect), (isa, t)
+                back = model(x)
+                assert back.dtype == np.float32 and back.shape == x.shape
+                assert np.array_equal(back, expect_back), (isa, t)
     for pos in (0, -1):  # a NaN in the vector body and in the tail, on every ISA
         bad = x.copy()
         bad.reshape(-1)[pos] = np.nan
         for isa, t in ISA_THREADS:
             with _isa_threads(isa, t), pytest.raises(ValueError, match="NaN"):
-                core.model_quantize_nchw(bad, np.empty_like(expect), float(qp.scale), int(qp.zero_point), lo, hi)
+                model(bad)
 
 
 def test_add_extreme_output_multipliers() -> None:

@@ -170,46 +170,6 @@ void global_avg_pool(const py::array& x, py::array out, int32_t in_zp, int32_t m
   model_global_avg_pool(it, px, n, hw, c, ot, pout, p);
 }
 
-// x float32 [N, C, H, W] (or [N, F]) -> out NHWC [N, H, W, C] (or [N, F]).
-void quantize_nchw(const py::array& x, py::array out, float scale, int32_t zp, int32_t qmin, int32_t qmax) {
-  if (!x.dtype().is(py::dtype::of<float>())) throw py::type_error("x must have dtype float32");
-  require_c_contiguous(x, "x");
-  const DType ot = quant_dtype(out, "out");
-  if (x.ndim() != 4 && x.ndim() != 2) throw py::value_error("x must be 4-D NCHW or 2-D");
-  const int64_t n = x.shape(0), c = x.shape(1), hw = x.ndim() == 4 ? x.shape(2) * x.shape(3) : 1;
-  if (x.ndim() == 4) require_out(out, {n, x.shape(2), x.shape(3), c});
-  else require_out(out, {n, c});
-  check_range(ot, zp, "zero_point");
-  check_range(ot, qmin, "qmin");
-  check_range(ot, qmax, "qmax");
-  if (!(scale > 0) || !std::isfinite(1.0f / scale)) throw py::value_error("scale must be > 0 with a finite reciprocal");
-  const float inv = 1.0f / scale;
-  const float* px = static_cast<const float*>(x.data());
-  void* po = out.mutable_data();
-  bool ok;
-  {
-    py::gil_scoped_release release;
-    ok = model_quantize_nchw(px, n, c, hw, inv, zp, qmin, qmax, ot, po);
-  }
-  if (!ok) throw py::value_error("x contains NaN, which has no quantized value");
-}
-
-// q NHWC [N, H, W, C] (or [N, F]) -> out float32 [N, C, H, W] (or [N, F]).
-void dequantize_nchw(const py::array& q, py::array out, float scale, int32_t zp) {
-  const DType it = quant_dtype(q, "q");
-  require_c_contiguous(q, "q");
-  if (q.ndim() != 4 && q.ndim() != 2) throw py::value_error("q must be 4-D NHWC or 2-D");
-  if (!out.dtype().is(py::dtype::of<float>())) throw py::type_error("out must have dtype float32");
-  const int64_t n = q.shape(0), c = q.shape(q.ndim() - 1), hw = q.ndim() == 4 ? q.shape(1) * q.shape(2) : 1;
-  if (q.ndim() == 4) require_out(out, {n, c, q.shape(1), q.shape(2)});
-  else require_out(out, {n, c});
-  check_range(it, zp, "zero_point");
-  const void* pq = q.data();
-  float* po = static_cast<float*>(out.mutable_data());
-  py::gil_scoped_release release;
-  model_dequantize_nchw(it, pq, n, hw, c, scale, zp, po);
-}
-
 }  // namespace
 
 void register_model_ops(py::module_& m) {
@@ -225,10 +185,6 @@ void register_model_ops(py::module_& m) {
         "out_zp"_a, "qmin"_a, "qmax"_a, "Eq. (M5) (internal).");
   m.def("model_global_avg_pool", &global_avg_pool, "x"_a, "out"_a, "in_zp"_a, "multiplier"_a, "shift"_a, "out_zp"_a,
         "qmin"_a, "qmax"_a, "Eq. (M5) over H*W (internal).");
-  m.def("model_quantize_nchw", &quantize_nchw, "x"_a, "out"_a, "scale"_a, "zero_point"_a, "qmin"_a, "qmax"_a,
-        "float32 NCHW -> quantized NHWC, as qkern.quantize per tensor (internal).");
-  m.def("model_dequantize_nchw", &dequantize_nchw, "q"_a, "out"_a, "scale"_a, "zero_point"_a,
-        "quantized NHWC -> float32 NCHW, as qkern.dequantize per tensor (internal).");
 }
 
 }  // namespace qk::bind

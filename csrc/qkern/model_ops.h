@@ -38,19 +38,6 @@ void model_avg_pool(DType in_t, const void* x, int64_t n, int64_t h, int64_t w, 
 void model_global_avg_pool(DType in_t, const void* x, int64_t n, int64_t hw, int64_t c, DType out_t, void* out,
                            const RescaleParams& p);
 
-// The model's input stage: float32 NCHW x viewed as [n, c, hw] -> NHWC [n, hw, c] integers, as
-// qkern.quantize per tensor (torch's rule): clamp(rne(fma_f32(x, inv_scale, zero_point)), qmin, qmax).
-// Returns false (and leaves out partly written) if x holds a NaN.
-bool model_quantize_nchw(const float* x, int64_t n, int64_t c, int64_t hw, float inv_scale, int32_t zero_point,
-                         int32_t qmin, int32_t qmax, DType out_t, void* out);
-// The output stage: NHWC [n, hw, c] integers -> float32 NCHW [n, c, hw], f32(scale) * f32(q - zero_point).
-void model_dequantize_nchw(DType in_t, const void* q, int64_t n, int64_t hw, int64_t c, float scale,
-                           int32_t zero_point, float* out);
-
-// The input quantize's arithmetic on a contiguous block (int32 results, NaN -> 0; returns true on NaN),
-// compiled with AVX2 + FMA: called only where CPUID reports both.
-bool quantize_block__avx2_fma(const float* src, int64_t len, float inv, float zf, float lo, float hi, int32_t* dst);
-
 // One table per ISA level; the implementation is csrc/qkern/model_ops_impl.inc compiled with that level's flags.
 struct ModelOpsTable {
   decltype(&model_rescale) rescale;

@@ -244,8 +244,45 @@ void requantize_array(const int32_t* acc, int64_t rows, int64_t channels, const 
   });
 }
 
+namespace {
+
+// dst[h][C] = planes[C][h] for h < len, one plane per channel, kTile apart. The channel count is a template
+// argument for the common image depths so that the inner loop is unrolled.
+template <int64_t C>
+void interleave_fixed(const uint8_t* planes, int64_t len, uint8_t* dst) {
+  for (int64_t h = 0; h < len; ++h)
+    for (int64_t ch = 0; ch < C; ++ch) dst[h * C + ch] = planes[ch * kTile + h];
+}
+
+void interleave(const uint8_t* planes, int64_t c, int64_t len, uint8_t* dst) {
+  if (c == 3) return interleave_fixed<3>(planes, len, dst);
+  if (c == 4) return interleave_fixed<4>(planes, len, dst);
+  if (c == 2) return interleave_fixed<2>(planes, len, dst);
+  for (int64_t h = 0; h < len; ++h)
+    for (int64_t ch = 0; ch < c; ++ch) dst[h * c + ch] = planes[ch * kTile + h];
+}
+
+// planes[C][h] = src[h][C] for h < len: the inverse of interleave.
+template <int64_t C>
+void deinterleave_fixed(const uint8_t* src, int64_t len, uint8_t* planes) {
+  for (int64_t h = 0; h < len; ++h)
+    for (int64_t ch = 0; ch < C; ++ch) planes[ch * kTile + h] = src[h * C + ch];
+}
+
+void deinterleave(const uint8_t* src, int64_t c, int64_t len, uint8_t* planes) {
+  if (c == 3) return deinterleave_fixed<3>(src, len, planes);
+  if (c == 4) return deinterleave_fixed<4>(src, len, planes);
+  if (c == 2) return deinterleave_fixed<2>(src, len, planes);
+  for (int64_t h = 0; h < len; ++h)
+    for (int64_t ch = 0; ch < c; ++ch) planes[ch * kTile + h] = src[h * c + ch];
+}
+
+}  // namespace
+
 bool quantize_nchw_to_nhwc(const float* x, int64_t n, int64_t c, int64_t hw, float inv, float zp, float qmin,
                            float qmax, DType dt, void* out) {
+  // One channel: NCHW and NHWC are the same layout.
+  if (c == 1) return quantize_array(x, 1, 1, n * hw, &inv, &zp, false, qmin, qmax, dt, out);
   const ElemKernels& k = elem_kernels(current_isa());
   const int64_t tiles = (hw + kTile - 1) / kTile;
   std::atomic<bool> nan{false};
@@ -259,9 +296,7 @@ bool quantize_nchw_to_nhwc(const float* x, int64_t n, int64_t c, int64_t hw, flo
       for (int64_t ch = 0; ch < c; ++ch)
         if (k.quantize_fma(x + (img * c + ch) * hw + h0, len, inv, zp, qmin, qmax, dt, buf.data() + ch * kTile))
           nan.store(true);
-      uint8_t* dst = o + (img * hw + h0) * c;
-      for (int64_t h = 0; h < len; ++h)
-        for (int64_t ch = 0; ch < c; ++ch) dst[h * c + ch] = buf[static_cast<size_t>(ch * kTile + h)];
+      interleave(buf.data(), c, len, o + (img * hw + h0) * c);
     }
   });
   return nan.load();
@@ -269,6 +304,7 @@ bool quantize_nchw_to_nhwc(const float* x, int64_t n, int64_t c, int64_t hw, flo
 
 void dequantize_nhwc_to_nchw(const void* q, DType dt, int64_t n, int64_t hw, int64_t c, float scale, int32_t zp,
                              float* out) {
+  if (c == 1) return dequantize_per_tensor(q, dt, n * hw, scale, zp, out);  // the same layout
   const ElemKernels& k = elem_kernels(current_isa());
   const int64_t tiles = (hw + kTile - 1) / kTile;
   const auto* qb = static_cast<const uint8_t*>(q);
@@ -277,9 +313,7 @@ void dequantize_nhwc_to_nchw(const void* q, DType dt, int64_t n, int64_t hw, int
     std::vector<uint8_t> buf(static_cast<size_t>(c * kTile));
     for (int64_t t = tb; t < te; ++t) {
       const int64_t img = t / tiles, h0 = t % tiles * kTile, len = std::min(kTile, hw - h0);
-      const uint8_t* src = qb + (img * hw + h0) * c;
-      for (int64_t h = 0; h < len; ++h)
-        for (int64_t ch = 0; ch < c; ++ch) buf[static_cast<size_t>(ch * kTile + h)] = src[h * c + ch];
+      deinterleave(qb + (img * hw + h0) * c, c, len, buf.data());
       for (int64_t ch = 0; ch < c; ++ch)
         k.dequantize(buf.data() + ch * kTile, dt, len, scale, zp, out + (img * c + ch) * hw + h0);
     }

@@ -2,7 +2,6 @@
 // their two table terms, and the output multiply runs in 64-bit lanes exactly as the scalar int64 code.
 #include <immintrin.h>
 
-#include <cmath>
 #include <type_traits>
 
 #define MODEL_OPS_ADD add_avx2
@@ -76,31 +75,6 @@ void add_avx2(DType at, const void* a, DType bt, const void* b, DType ot, void* 
 }
 
 }  // namespace
-
-__attribute__((target("avx2,fma"))) bool quantize_block__avx2_fma(const float* src, int64_t len, float inv,
-                                                                    float zf, float lo, float hi, int32_t* dst) {
-  const __m256 vinv = _mm256_set1_ps(inv), vz = _mm256_set1_ps(zf), vlo = _mm256_set1_ps(lo), vhi = _mm256_set1_ps(hi);
-  __m256 nan = _mm256_setzero_ps();
-  int64_t i = 0;
-  for (; i + 8 <= len; i += 8) {
-    const __m256 f = _mm256_fmadd_ps(_mm256_loadu_ps(src + i), vinv, vz);  // one rounding: eq. (4)
-    const __m256 is_nan = _mm256_cmp_ps(f, f, _CMP_UNORD_Q);
-    nan = _mm256_or_ps(nan, is_nan);
-    // min/max return their second operand for a NaN first operand: NaN lanes become lo, then 0 below.
-    const __m256 c = _mm256_min_ps(_mm256_max_ps(f, vlo), vhi);
-    const __m256 r = _mm256_round_ps(c, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    const __m256i q = _mm256_andnot_si256(_mm256_castps_si256(is_nan), _mm256_cvtps_epi32(r));
-    _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), q);
-  }
-  bool bad = _mm256_movemask_ps(nan) != 0;
-  for (; i < len; ++i) {
-    const float f = std::fma(src[i], inv, zf);
-    const bool is_nan = std::isnan(f);
-    bad |= is_nan;
-    dst[i] = is_nan ? 0 : static_cast<int32_t>(std::nearbyint(std::clamp(f, lo, hi)));
-  }
-  return bad;
-}
 
 const ModelOpsTable& model_ops__avx2() {
   static const ModelOpsTable table = MODEL_OPS_TABLE();

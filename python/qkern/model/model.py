@@ -55,10 +55,20 @@ class QuantizedModel:
         self._outputs = outputs
         self.rounding = rounding
         self._index = {s.name: i for i, s in enumerate(steps)}
-        # (scale as a Python float, zero point, qmin, qmax, dtype) of the inputs' and outputs' qparams
-        self._io = {
-            i: (float(q.scale), int(q.zero_point), q.qmin, q.qmax, q.dtype)
-            for i, q in ((i, steps[i].qparams) for i in [*inputs, *(j for _, j in outputs)])
+        # Per input: the arguments of _core.quantize_to_nhwc after x (eq. (4): f32(1 / scale), zero point,
+        # qmin, qmax as floats), then the dtype; per output: (f32 scale, zero point) for dequantize_to_nchw.
+        self._quant_args = {
+            i: (
+                float(np.float32(1.0) / np.float32(q.scale)),
+                float(q.zero_point),
+                float(q.qmin),
+                float(q.qmax),
+                q.dtype,
+            )
+            for i, q in ((i, steps[i].qparams) for i in inputs)
+        }
+        self._dequant_args = {
+            j: (float(np.float32(q.scale)), int(q.zero_point)) for j, q in ((j, steps[j].qparams) for _, j in outputs)
         }
         self._plans: dict[tuple[tuple[int, ...], ...], _Plan] = {}
         self._lock = threading.Lock()
@@ -110,23 +120,32 @@ class QuantizedModel:
 
     def _quantize_into(self, i: int, xf: np.ndarray, out: np.ndarray | None) -> np.ndarray:
         """Input step i: float32 NCHW (or [N, F]) -> integers NHWC, into `out` (or a new array)."""
-        scale, zp, qmin, qmax, dtype = self._io[i]
+        inv, zp, qmin, qmax, dtype = self._quant_args[i]
         if out is None:
             shape = (xf.shape[0], *xf.shape[2:], xf.shape[1]) if xf.ndim == 4 else xf.shape
             out = np.empty(shape, dtype=dtype)
         if native.use_native():
-            _backend.core.model_quantize_nchw(xf, out, scale, zp, qmin, qmax)
+            if xf.ndim == 4:
+                nan = _backend.core.quantize_to_nhwc(xf, inv, zp, qmin, qmax, out)
+            else:  # [N, F] is NCHW with H = W = 1
+                n, f = xf.shape
+                nan = _backend.core.quantize_to_nhwc(
+                    xf.reshape(n, f, 1, 1), inv, zp, qmin, qmax, out.reshape(n, 1, 1, f)
+                )
+            if nan:
+                raise ValueError("x contains NaN, which has no quantized value")
         else:
             np.copyto(out, self._steps[i].qparams.quantize(S.to_nhwc(xf)))
         return out
 
     def _dequantize(self, i: int, q: np.ndarray) -> np.ndarray:
         if native.use_native():
-            scale, zp = self._io[i][:2]
-            shape = (q.shape[0], q.shape[3], q.shape[1], q.shape[2]) if q.ndim == 4 else q.shape
-            out = np.empty(shape, dtype=np.float32)
-            _backend.core.model_dequantize_nchw(q, out, scale, zp)
-            return out
+            scale, zp = self._dequant_args[i]
+            if q.ndim == 4:
+                out = np.empty((q.shape[0], q.shape[3], q.shape[1], q.shape[2]), dtype=np.float32)
+                _backend.core.dequantize_to_nchw(q, scale, zp, out)
+                return out
+            return _backend.core.dequantize_per_tensor(q, scale, zp)  # [N, F]: the same layout in and out
         return S.to_nchw(self._steps[i].qparams.dequantize(q))
 
     @staticmethod
