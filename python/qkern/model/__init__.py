@@ -6,7 +6,7 @@ from .model import QuantizedModel, StepInfo
 
 def load(path: object) -> QuantizedModel:
     """Read a model written by QuantizedModel.save (no code runs; bad files raise ValueError)."""
-    from .fileformat import load_model
+    from .fileload import load_model
 
     return load_model(path)
 

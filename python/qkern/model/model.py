@@ -12,6 +12,7 @@ from .. import _backend
 from ..qparams import QParams
 from . import native
 from . import steps as S
+from .fileformat import save_model
 
 _MAX_PLANS = 8  # distinct input shapes kept; the oldest plan is dropped beyond this
 
@@ -237,6 +238,4 @@ class QuantizedModel:
     # -- files -------------------------------------------------------------------------------------------
     def save(self, path: Any) -> None:
         """Write the model to `path` (a zip of .npy arrays and one JSON document; see docs/model.md)."""
-        from .fileformat import save_model
-
-        save_model(self, path)
+        save_model(self._steps, self._inputs, self._outputs, self.rounding, path)
