@@ -139,6 +139,61 @@ def histc(x: npt.NDArray[np.float32], bins: int, lo: float, hi: float, counts: n
 def histogram_edges(
     x: npt.NDArray[np.float32], edges: npt.NDArray[np.float32], counts: npt.NDArray[np.int64]
 ) -> None: ...
+
+# Integer model ops (qkern.model's steps; internal). Integers are NHWC uint8/int8; `out` is written in place.
+def model_rescale(
+    src: npt.NDArray[Any],
+    dst: npt.NDArray[Any],
+    col_offset: int,
+    in_zp: int,
+    multiplier: int,
+    shift: int,
+    out_zp: int,
+    qmin: int,
+    qmax: int,
+) -> None: ...
+def model_add(
+    a: npt.NDArray[Any],
+    b: npt.NDArray[Any],
+    out: npt.NDArray[Any],
+    z1: int,
+    m1: int,
+    s1: int,
+    z2: int,
+    m2: int,
+    s2: int,
+    mo: int,
+    so: int,
+    out_zp: int,
+    qmin: int,
+    qmax: int,
+) -> None: ...
+def model_pair_table(
+    a: npt.NDArray[Any], b: npt.NDArray[Any], table: npt.NDArray[Any], out: npt.NDArray[Any]
+) -> None: ...
+def model_max_pool(x: npt.NDArray[Any], out: npt.NDArray[Any], k: int, stride: int, pad: int) -> None: ...
+def model_avg_pool(
+    x: npt.NDArray[Any],
+    out: npt.NDArray[Any],
+    k: int,
+    stride: int,
+    in_zp: int,
+    multiplier: int,
+    shift: int,
+    out_zp: int,
+    qmin: int,
+    qmax: int,
+) -> None: ...
+def model_global_avg_pool(
+    x: npt.NDArray[Any],
+    out: npt.NDArray[Any],
+    in_zp: int,
+    multiplier: int,
+    shift: int,
+    out_zp: int,
+    qmin: int,
+    qmax: int,
+) -> None: ...
 def build_info() -> dict[str, Any]: ...
 def requant_modes() -> dict[str, int]: ...
 
