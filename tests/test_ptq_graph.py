@@ -284,3 +284,24 @@ def test_pools_relu6_and_add_lower_to_integer_steps():
     step = float(qmodel.qparams("avg").scale)
     assert np.abs(out - sim).max() <= 4 * step
     assert np.abs(out - ref).max() <= 0.05 * np.abs(ref).max() + 4 * step
+
+
+@pytest.mark.parametrize("rounding", ["gemmlowp", "single"])
+def test_requant_rounding_is_selectable(rounding):
+    torch.manual_seed(9)
+    model, x = _FlatHead().eval(), torch.rand(4, 1, 8, 8)
+    prepared, qmodel = _quantized(model, x, rounding=rounding)
+    acts = qmodel.trace(x.numpy())
+    in_qp, out_qp = qmodel.qparams("x"), qmodel.qparams("relu")
+    w = prepared.conv.weight.detach().numpy()
+    flat = w.reshape(3, -1)
+    w_qp = qkern.calc_qparams(flat.min(1), flat.max(1), "int8", symmetric=True)
+    w_q = w_qp.quantize(w.reshape(3, -1)).reshape(w.shape)
+    bias = np.rint(prepared.conv.bias.detach().numpy().astype(np.float64)
+                   / (np.float64(in_qp.scale) * w_qp.scale.astype(np.float64))).astype(np.int32)
+    base = qkern.Requant.from_scales(in_qp.scale, w_qp.scale, out_qp.scale, out_qp.zero_point, rounding=rounding)
+    rq = qkern.Requant(base.multiplier, base.shift, out_qp.zero_point, qmin=out_qp.qmin, qmax=out_qp.qmax,
+                       rounding=rounding)
+    expect = qkern.conv3x3(acts["x"], np.ascontiguousarray(w_q.transpose(0, 2, 3, 1)), stride=2,
+                           x_zero_point=int(in_qp.zero_point), bias=bias, requant=rq)
+    np.testing.assert_array_equal(acts["relu"], expect)

@@ -236,3 +236,15 @@ def test_pact_and_lsq_outputs_are_exported_grids(k, alpha, step, seed):
     w_int, wqp = lsq.qkern_quantize(x)
     assert np.array_equal(wqp.dequantize(w_int), lsq(x).detach().numpy())
     assert w_int.min() >= wqp.qmin == -(2 ** (k - 1)) and w_int.max() <= wqp.qmax == 2 ** (k - 1) - 1
+
+
+def test_lsq_step_pushed_below_zero_keeps_a_grid(rng):
+    """An optimiser may overshoot the step past zero; the grid is |step| and still exports."""
+    v = _randn(rng, 100)
+    q = qat.LSQ(4, signed=True)
+    q(v)
+    with torch.no_grad():
+        q.step.fill_(-0.125)
+    w_int, qp = q.qkern_quantize(v)
+    assert qp.scale == np.float32(0.125)
+    assert np.array_equal(qp.dequantize(w_int), q(v).detach().numpy())

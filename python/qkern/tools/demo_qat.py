@@ -25,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--width", type=int, default=16, help="DigitsNet width multiplier (channels of the stem)")
     parser.add_argument("--float-epochs", type=int, default=12, help="epochs of float training")
     parser.add_argument("--qat-epochs", type=int, default=4, help="epochs of QAT fine-tuning per model")
-    parser.add_argument("--lr", type=float, default=3e-3, help="peak learning rate of QAT fine-tuning")
+    parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of QAT fine-tuning")
     parser.add_argument("--plot", default="qat_accuracy.png", help="PNG of accuracy vs bits ('' for none)")
     parser.add_argument("--threads", type=int, default=1,
                         help="torch threads (1: these small convolutions gain little from more threads)")

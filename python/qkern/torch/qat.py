@@ -309,7 +309,8 @@ class LSQ(nn.Module):
     """Learned step size quantization (eqs. (10)-(12)). `signed=True` (weights): Q_N = 2^(k-1), Q_P = 2^(k-1) - 1;
     `signed=False` (activations after ReLU): Q_N = 0, Q_P = 2^k - 1. `channels` > 0 learns one step per channel
     along `ch_axis`. The step starts at 2 mean|v| / sqrt(Q_P) on the first call; its gradient is scaled by
-    g = 1 / sqrt(N Q_P), N = the number of elements sharing one step (per sample for activations)."""
+    g = 1 / sqrt(N Q_P), N = the number of elements sharing one step (per sample for activations). The grid
+    step is |step| (`effective_step`), so an optimiser that pushes the step past zero cannot break the grid."""
 
     def __init__(self, bits: int, signed: bool = False, channels: int = 0, ch_axis: int = 0) -> None:
         super().__init__()
@@ -338,10 +339,15 @@ class LSQ(nn.Module):
                 self.step.copy_((2.0 * mean / math.sqrt(self.qp)).clamp(min=torch.finfo(torch.float32).eps))
                 self.initialized.fill_(True)
         g = 1.0 / math.sqrt(self._per_step_count(v) * self.qp)
-        return QF.lsq_quantize(v, self.step, self.qn, self.qp, g, self.ch_axis)
+        return QF.lsq_quantize(v, self.effective_step(), self.qn, self.qp, g, self.ch_axis)
+
+    def effective_step(self) -> torch.Tensor:
+        """|step| (at least the smallest normal float32): an optimiser step past zero cannot break the grid;
+        for a positive step this is the step itself and its gradient the paper's."""
+        return self.step.abs().clamp_min(torch.finfo(torch.float32).tiny)
 
     def _qparams(self) -> QParams:
-        s = self.step.detach().cpu().numpy().astype(np.float32)
+        s = self.effective_step().detach().cpu().numpy().astype(np.float32)
         if not (bool(self.initialized) and np.all(s > 0)):
             raise ValueError("LSQ step must be initialised (run the model once) and > 0 to define a grid")
         if self.signed:
