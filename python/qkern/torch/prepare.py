@@ -13,11 +13,11 @@ from torch import fx, nn
 from ..calibration import METHODS, Calibrator
 from ..qconfig import QConfig
 from ..qparams import QParams
+from ..requant_params import ROUNDINGS
 from .capture import as_tuple, fold_and_clean, modules_of, propagate_shapes, trace
 from .ops_table import FUSABLE, classify, is_pass_through
 
 _HEAD_CONSUMERS = {F.softmax, torch.softmax, F.log_softmax, torch.log_softmax, torch.argmax}
-ROUNDINGS = ("fp32", "gemmlowp", "single")
 
 
 @dataclass
