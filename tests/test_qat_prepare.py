@@ -11,6 +11,7 @@ import qkern
 torch = pytest.importorskip("torch")
 qat = pytest.importorskip("qkern.torch.qat")
 qkern_torch = pytest.importorskip("qkern.torch")
+qkern_torch = pytest.importorskip("qkern.torch")
 qat_modules = pytest.importorskip("qkern.torch.qat_modules")
 F = torch.nn.functional
 nn = torch.nn
@@ -42,7 +43,7 @@ def _prepare(method: str, bits: int = 4, **options) -> torch.fx.GraphModule:
     torch.manual_seed(0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        return qat.prepare_qat(SmallNet(), method, bits, bits, **options)
+        return qkern_torch.prepare_qat(SmallNet(), method, bits, bits, **options)
 
 
 def _train_steps(model: torch.nn.Module, rng: np.random.Generator, steps: int = 3) -> None:
@@ -126,7 +127,7 @@ def test_trains_and_eval_forward_uses_exactly_the_exported_integers(rng, method)
 
 def test_dorefa_weights_at_8_bits_warn_and_cannot_be_exported():
     with pytest.warns(UserWarning, match="9 bits"):
-        gm = qat.prepare_qat(SmallNet(), "dorefa", 8, 8)
+        gm = qkern_torch.prepare_qat(SmallNet(), "dorefa", 8, 8)
     gm(torch.zeros(2, 1, 6, 6))
     gm.eval()
     gm(torch.zeros(1, 1, 6, 6))  # the fake-quant model still runs
@@ -138,14 +139,14 @@ def test_dorefa_weights_at_8_bits_warn_and_cannot_be_exported():
 
 def test_prepare_rejects_bad_arguments():
     with pytest.raises(ValueError, match="method"):
-        qat.prepare_qat(SmallNet(), "xnor")
+        qkern_torch.prepare_qat(SmallNet(), "xnor")
     with pytest.raises(ValueError, match="weight_bits"):
-        qat.prepare_qat(SmallNet(), "lsq", weight_bits=1)
+        qkern_torch.prepare_qat(SmallNet(), "lsq", weight_bits=1)
     with pytest.raises(ValueError, match="act_bits"):
-        qat.prepare_qat(SmallNet(), "lsq", act_bits=9)
+        qkern_torch.prepare_qat(SmallNet(), "lsq", act_bits=9)
     with pytest.raises(TypeError, match="model"):
-        qat.prepare_qat("not a model")
+        qkern_torch.prepare_qat("not a model")
     with pytest.raises(TypeError, match="unexpected options"):
-        qat.prepare_qat(SmallNet(), "lsq", colour="blue")
+        qkern_torch.prepare_qat(SmallNet(), "lsq", colour="blue")
     with pytest.raises(ValueError, match="bn_fold"):
-        qat.prepare_qat(SmallNet(), "lsq", bn_fold="sideways")
+        qkern_torch.prepare_qat(SmallNet(), "lsq", bn_fold="sideways")

@@ -10,6 +10,7 @@ from .registry import register
 DEMOS: dict[str, tuple[str, str]] = {
     "gemm": ("qkern.tools.demo_gemm", "quantize y = relu(x @ w), run it in integers, compare with float and reference"),
     "ptq": ("qkern.tools.demo_ptq", "train a digits classifier and a U-Net, quantize them, compare with torch and ORT"),
+    "qat": ("qkern.tools.demo_qat", "QAT of the digits classifier, every method at 2/4/8 bits"),
 }
 
 

@@ -38,6 +38,7 @@ def _evaluate(name: str, model: Any, data: Any, kind: str, methods: tuple[str, .
               bar: Any) -> tuple[list[tuple[str, float, float, float]], dict[str, Any]]:
     """Rows (label, metric, batch-1 ms, batch-32 ms; NaN where not timed) and the models made for plots."""
     import torch
+
     from qkern.torch import peers, quantize
 
     metric = _metric_fn(kind, data)
@@ -146,10 +147,11 @@ def _plots(out_dir: str, unet: dict[str, Any], data: Any, sqnr: dict[str, list[d
 def main(args: argparse.Namespace) -> int:
     import warnings
 
-    import qkern
     import torch
-    from qkern.torch import report, zoo
     from tqdm.auto import tqdm
+
+    import qkern
+    from qkern.torch import report, zoo
 
     start = time.perf_counter()
     torch.set_num_threads(args.threads)

@@ -49,6 +49,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Train, quantize and evaluate; returns {"float": acc, "ptq": {bits: acc}, "qat": {(method, bits): (fq, int)}}."""
     import torch
     import torch.nn.functional as F
+
     from qkern.torch import prepare_qat, quantize, zoo
     from qkern.torch.qat import qat_regularization
 

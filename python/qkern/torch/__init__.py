@@ -9,7 +9,8 @@ from .capture import TracingError, trace
 from .convert import convert
 from .dynamic import DynamicQuantizedLinear, quantize_dynamic, quantize_dynamic_numpy
 from .prepare import ActObserver, PTQConfig, calibrate, prepare
-from .qat import LSQ, PACT, DoReFaActivation, DoReFaWeight, FakeQuantize, WRPNActivation, WRPNWeight, prepare_qat
+from .qat import LSQ, PACT, DoReFaActivation, DoReFaWeight, FakeQuantize, WRPNActivation, WRPNWeight
+from .qat_prepare import prepare_qat
 from .quantize import quantize
 from .report import report
 from .simulate import simulate
@@ -19,8 +20,8 @@ __all__ = [
     "PACT",
     "ActObserver",
     "DoReFaActivation",
-    "DynamicQuantizedLinear",
     "DoReFaWeight",
+    "DynamicQuantizedLinear",
     "FakeQuantize",
     "PTQConfig",
     "TracingError",
@@ -30,9 +31,9 @@ __all__ = [
     "convert",
     "prepare",
     "prepare_qat",
+    "quantize",
     "quantize_dynamic",
     "quantize_dynamic_numpy",
-    "quantize",
     "report",
     "simulate",
     "trace",

@@ -26,7 +26,6 @@ __all__ = [
     "FakeQuantize",
     "WRPNActivation",
     "WRPNWeight",
-    "prepare_qat",
     "qat_regularization",
 ]
 
@@ -386,12 +385,3 @@ def qat_regularization(model: nn.Module) -> torch.Tensor:
     terms = [m.penalty() for m in model.modules() if isinstance(m, PACT)]
     return torch.stack(terms).sum() if terms else torch.zeros(())
 
-
-def prepare_qat(
-    model: nn.Module, method: str = "fake_quant", weight_bits: int = 8, act_bits: int = 8, **options: Any
-) -> nn.Module:
-    """A trainable copy of `model` with quantizers around Conv/Linear weights and after activations
-    (BatchNorm folded as for training); see `qkern.torch.qat_prepare.prepare_qat` for the options."""
-    from .qat_prepare import prepare_qat as _prepare
-
-    return _prepare(model, method=method, weight_bits=weight_bits, act_bits=act_bits, **options)
