@@ -33,10 +33,11 @@ def _initial() -> str:
     return "native" if core is not None else "reference"
 
 
-_default = _initial()
+# The process-wide default and the per-context override; hot paths read them directly (get_backend's logic).
+default_backend = _initial()
 # Incremented by runtime.set_isa: packed weights compare it to know when to check their ISA again.
 isa_epoch = 0
-_override: contextvars.ContextVar[str | None] = contextvars.ContextVar("qkern_backend", default=None)
+override: contextvars.ContextVar[str | None] = contextvars.ContextVar("qkern_backend", default=None)
 
 
 def _check(name: str) -> str:
@@ -51,20 +52,20 @@ def _check(name: str) -> str:
 
 def set_backend(name: str) -> None:
     """Select the process-wide default backend ("native" or "reference")."""
-    global _default
-    _default = _check(name)
+    global default_backend
+    default_backend = _check(name)
 
 
 def get_backend() -> str:
     """The backend in effect here (a `backend(...)` block overrides the default in its own context)."""
-    return _override.get() or _default
+    return override.get() or default_backend
 
 
 @contextlib.contextmanager
 def backend(name: str) -> Iterator[str]:
     """Run a block on one backend; the override is local to this thread/async context."""
-    token = _override.set(_check(name))
+    token = override.set(_check(name))
     try:
         yield name
     finally:
-        _override.reset(token)
+        override.reset(token)

@@ -54,22 +54,21 @@ class PackedOp:
         """The ISA the weights are packed for (None without the native backend)."""
         return None if self._core is None else self._core.isa
 
-    def _run(self, x: np.ndarray, zero_point: Any, zp_name: str, out: Any, rows: tuple[int, ...]) -> np.ndarray:
-        """The hot path, after the caller checked x (a uint8/int8 ndarray whose shape fits) and computed
-        the output shape without its channel count (`rows`). The fixed cost of a call is what small
-        shapes pay, so the common case runs inline checks only; anything unusual goes to the full
-        validators for their error. Layout, writeability and overlap of `out` are checked by the binding."""
-        if type(zero_point) is not int or not (
-            (0 <= zero_point <= 255) if x.dtype.char == "B" else (-128 <= zero_point <= 127)
-        ):
+    def _run(
+        self, x: np.ndarray, unsigned: bool, zero_point: Any, zp_name: str, out: Any, shape: tuple[int, ...]
+    ) -> np.ndarray:
+        """The hot path, after the caller checked x (a uint8/int8 ndarray whose shape fits; `unsigned`: it
+        is uint8) and computed the output's shape. The fixed cost of a call is what small shapes pay, so
+        the common case runs inline checks only; anything unusual goes to the full validators for their
+        error. Layout, writeability and overlap of `out` are checked by the binding."""
+        if type(zero_point) is not int or not ((0 <= zero_point <= 255) if unsigned else (-128 <= zero_point <= 127)):
             zero_point = V.zero_point(zero_point, V.qname(x), zp_name)
-        shape = (*rows, self.out_channels)
         if out is None:
             out = np.empty(shape, dtype=self.out_dtype)
         elif type(out) is not np.ndarray or out.dtype != self.out_dtype or out.shape != shape:
             out = M.checked_out(out, shape, self.requant, (x,))
         core = _backend.core
-        if core is None or _backend.get_backend() == "reference":
+        if core is None or (_backend.override.get() or _backend.default_backend) == "reference":
             M.checked_out(out, shape, self.requant, (x,))
             out[...] = self._reference(x, zero_point)
             return out

@@ -40,11 +40,12 @@ class PackedGemm(PackedOp):
         return reference.gemm(a, self.b, a_zero_point, self.b_zero_point, self.bias, self.requant)
 
     def __call__(self, a: np.ndarray, *, a_zero_point: int = 0, out: np.ndarray | None = None) -> np.ndarray:
-        if type(a) is not np.ndarray or a.ndim != 2 or a.dtype.char not in "bB":
+        if type(a) is not np.ndarray or a.ndim != 2 or (ch := a.dtype.char) not in "bB":
             V.quant_array(a, "a", 2)
+            ch = a.dtype.char
         if a.shape[1] != self.k:
             raise ValueError(f"a must have shape (M, {self.k}), got {a.shape}")
-        return self._run(a, a_zero_point, "a_zero_point", out, (a.shape[0],))
+        return self._run(a, ch == "B", a_zero_point, "a_zero_point", out, (a.shape[0], self.n))
 
     def __repr__(self) -> str:
         return f"PackedGemm(K={self.k}, N={self.n}, b={self.b.dtype}, isa={self.isa!r}, requant={self.requant!r})"

@@ -44,14 +44,15 @@ class PackedConv3x3(PackedOp):
         if (
             type(x) is np.ndarray
             and x.ndim == 4
-            and x.dtype.char in "bB"
+            and (ch := x.dtype.char) in "bB"
             and x.shape[3] == self.in_channels
             and conv3x3_fits(x.shape[1], x.shape[2], p)
         ):
             rows: tuple[int, ...] = (x.shape[0], *conv3x3_output_size(x.shape[1], x.shape[2], s, p))
         else:
             x, rows = C.conv3x3_input(x, self.in_channels, s, p)
-        return self._run(x, x_zero_point, "x_zero_point", out, rows)
+            ch = x.dtype.char
+        return self._run(x, ch == "B", x_zero_point, "x_zero_point", out, (*rows, self.out_channels))
 
     def __repr__(self) -> str:
         return (
@@ -84,11 +85,12 @@ class PackedConvTranspose2x2(PackedOp):
         return reference.conv_transpose2x2(x, self.w, xz, self.w_zero_point, self.bias, self.requant)
 
     def __call__(self, x: np.ndarray, *, x_zero_point: int = 0, out: np.ndarray | None = None) -> np.ndarray:
-        if type(x) is np.ndarray and x.ndim == 4 and x.dtype.char in "bB" and x.shape[3] == self.in_channels:
+        if type(x) is np.ndarray and x.ndim == 4 and (ch := x.dtype.char) in "bB" and x.shape[3] == self.in_channels:
             rows: tuple[int, ...] = (x.shape[0], *deconv2x2_output_size(x.shape[1], x.shape[2]))
         else:
             x, rows = C.deconv2x2_input(x, self.in_channels)
-        return self._run(x, x_zero_point, "x_zero_point", out, rows)
+            ch = x.dtype.char
+        return self._run(x, ch == "B", x_zero_point, "x_zero_point", out, (*rows, self.out_channels))
 
     def __repr__(self) -> str:
         return (
