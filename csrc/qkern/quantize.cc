@@ -373,7 +373,9 @@ void edges_range(const float* x, int64_t n, const float* edges, int64_t nedges, 
 // Runs count(begin, end, partial counts) over chunks of x on the pool and sums the partial counts.
 template <typename F>
 void histogram_chunks(int64_t n, int64_t bins, int64_t* counts, const F& count) {
-  const int64_t grain = std::max<int64_t>(kGrain * 4, n / 8 + 1);
+  // At most ~2^20 partial counters in all (8 MiB), however many bins.
+  const int64_t max_tasks = std::max<int64_t>(1, (int64_t{1} << 20) / std::max<int64_t>(1, bins));
+  const int64_t grain = std::max({kGrain * 4, n / 8 + 1, (n + max_tasks - 1) / max_tasks});
   const int64_t tasks = std::max<int64_t>(1, (n + grain - 1) / grain);
   std::vector<int64_t> part(static_cast<size_t>(tasks * bins), 0);
   chunked(n, grain, [&](int64_t b, int64_t e) { count(b, e, part.data() + b / grain * bins); });
