@@ -70,9 +70,14 @@ def test_histogram_observer_1m(benchmark):
     benchmark(obs, x)
 
 
-def _medians_us(fns: list[Callable[[], Any]], rounds: int, budget_s: float = 0.02) -> list[float]:
-    """Median over `rounds` of each fn's mean time per call (us). The fns take turns within every round,
-    so all of them see the same phases of a shared machine; each runs ~budget_s per round."""
+def _medians_us(
+    fns: list[Callable[[], Any]],
+    rounds: int,
+    budget_s: float = 0.02,
+    stat: Callable[[list[float]], float] = statistics.median,
+) -> list[float]:
+    """`stat` (median, or min) over `rounds` of each fn's mean time per call (us). The fns take turns within
+    every round, so all of them see the same phases of a shared machine; each runs ~budget_s per round."""
     numbers = []
     for fn in fns:
         fn()
@@ -86,10 +91,10 @@ def _medians_us(fns: list[Callable[[], Any]], rounds: int, budget_s: float = 0.0
             for _ in range(number):
                 fn()
             out.append((time.perf_counter() - start) / number)
-    return [statistics.median(t) * 1e6 for t in times]
+    return [stat(t) * 1e6 for t in times]
 
 
-def elementwise_table(threads: int = 2, rounds: int = 15) -> list[str]:
+def elementwise_table(threads: int = 2, rounds: int = 15, stat: str = "median") -> list[str]:
     """Markdown rows: each op and size, medians (us) of qkern at `threads` threads and of torch at `threads`
     and at 1 thread (on a loaded machine torch's thread team can cost more than the work), the best
     torch's time over qkern's, and qkern's G values/s."""
@@ -100,6 +105,7 @@ def elementwise_table(threads: int = 2, rounds: int = 15) -> list[str]:
     warnings.filterwarnings("ignore", category=UserWarning)
     torch.set_num_threads(threads)
     qkern.set_num_threads(threads)
+    reduce = min if stat == "min" else statistics.median
     cases: list[tuple[str, int, Callable[[], Any], Callable[[], Any] | None]] = []
     for n in SIZES:
         x = _floats(n)
@@ -162,9 +168,11 @@ def elementwise_table(threads: int = 2, rounds: int = 15) -> list[str]:
     for name, n, ours, peer in tqdm(cases, desc="elementwise", unit="case"):
         cells, ratio = ["-", "-"], "-"
         if peer is None:
-            (t_ours,) = _medians_us([ours], rounds)
+            (t_ours,) = _medians_us([ours], rounds, stat=reduce)
         else:
-            t_ours, t_peer, t_peer1 = _medians_us([ours, torch_threads(peer, threads), torch_threads(peer, 1)], rounds)
+            t_ours, t_peer, t_peer1 = _medians_us(
+                [ours, torch_threads(peer, threads), torch_threads(peer, 1)], rounds, stat=reduce
+            )
             cells = [f"{t_peer:,.1f}", f"{t_peer1:,.1f}"]
             ratio = f"{min(t_peer, t_peer1) / t_ours:.2f}x"
         rows.append(f"| {name} | {n:,} | {t_ours:,.1f} | {cells[0]} | {cells[1]} | {ratio} | {n / t_ours / 1e3:.2f} |")
@@ -176,9 +184,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=15)
+    parser.add_argument("--stat", choices=["median", "min"], default="median", help="statistic over the rounds")
     args = parser.parse_args()
-    print(f"isa={qkern.get_isa()} threads={args.threads}")
-    print("\n".join(elementwise_table(args.threads, args.rounds)))
+    print(f"isa={qkern.get_isa()} threads={args.threads} stat={args.stat}")
+    print("\n".join(elementwise_table(args.threads, args.rounds, args.stat)))
 
 
 if __name__ == "__main__":

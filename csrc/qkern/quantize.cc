@@ -246,35 +246,58 @@ void requantize_array(const int32_t* acc, int64_t rows, int64_t channels, const 
 
 namespace {
 
-// dst[h][C] = planes[C][h] for h < len, one plane per channel, kTile apart. The channel count is a template
-// argument for the common image depths so that the inner loop is unrolled.
+// dst[h][ch] = src[ch][h] for h < len, ch < c; src rows are kTile apart. Plain locals: the byte stores may
+// alias anything, so nothing here may live behind a reference.
+// The channel count is a template argument for the common image depths so that the inner loop unrolls.
 template <int64_t C>
-void interleave_fixed(const uint8_t* planes, int64_t len, uint8_t* dst) {
+void tile_to_nhwc_fixed(const uint8_t* src, int64_t len, uint8_t* dst) {
   for (int64_t h = 0; h < len; ++h)
-    for (int64_t ch = 0; ch < C; ++ch) dst[h * C + ch] = planes[ch * kTile + h];
+    for (int64_t ch = 0; ch < C; ++ch) dst[h * C + ch] = src[ch * kTile + h];
 }
 
-void interleave(const uint8_t* planes, int64_t c, int64_t len, uint8_t* dst) {
-  if (c == 3) return interleave_fixed<3>(planes, len, dst);
-  if (c == 4) return interleave_fixed<4>(planes, len, dst);
-  if (c == 2) return interleave_fixed<2>(planes, len, dst);
+void tile_to_nhwc(const uint8_t* src, int64_t c, int64_t len, uint8_t* dst) {
+  if (c == 2) return tile_to_nhwc_fixed<2>(src, len, dst);
+  if (c == 3) return tile_to_nhwc_fixed<3>(src, len, dst);
+  if (c == 4) return tile_to_nhwc_fixed<4>(src, len, dst);
   for (int64_t h = 0; h < len; ++h)
-    for (int64_t ch = 0; ch < c; ++ch) dst[h * c + ch] = planes[ch * kTile + h];
+    for (int64_t ch = 0; ch < c; ++ch) dst[h * c + ch] = src[ch * kTile + h];
 }
 
-// planes[C][h] = src[h][C] for h < len: the inverse of interleave.
-template <int64_t C>
-void deinterleave_fixed(const uint8_t* src, int64_t len, uint8_t* planes) {
-  for (int64_t h = 0; h < len; ++h)
-    for (int64_t ch = 0; ch < C; ++ch) planes[ch * kTile + h] = src[h * C + ch];
+// dst[ch][h] = src[h][ch]; dst rows are kTile apart.
+void tile_to_nchw(const uint8_t* src, int64_t c, int64_t len, uint8_t* dst) {
+  for (int64_t ch = 0; ch < c; ++ch)
+    for (int64_t h = 0; h < len; ++h) dst[ch * kTile + h] = src[h * c + ch];
 }
 
-void deinterleave(const uint8_t* src, int64_t c, int64_t len, uint8_t* planes) {
-  if (c == 3) return deinterleave_fixed<3>(src, len, planes);
-  if (c == 4) return deinterleave_fixed<4>(src, len, planes);
-  if (c == 2) return deinterleave_fixed<2>(src, len, planes);
-  for (int64_t h = 0; h < len; ++h)
-    for (int64_t ch = 0; ch < c; ++ch) planes[ch * kTile + h] = src[h * c + ch];
+struct LayoutJob {
+  const ElemKernels* k;
+  int64_t c, hw, tiles;
+  float inv, zp, qmin, qmax, scale;
+  int32_t izp;
+  DType dt;
+};
+
+bool quantize_tiles(const LayoutJob j, const float* x, int64_t tb, int64_t te, uint8_t* o) {
+  std::vector<uint8_t> buf(static_cast<size_t>(j.c * kTile));
+  bool nan = false;
+  for (int64_t t = tb; t < te; ++t) {
+    const int64_t img = t / j.tiles, h0 = t % j.tiles * kTile, len = std::min(kTile, j.hw - h0);
+    for (int64_t ch = 0; ch < j.c; ++ch)
+      nan |= j.k->quantize_fma(x + (img * j.c + ch) * j.hw + h0, len, j.inv, j.zp, j.qmin, j.qmax, j.dt,
+                               buf.data() + ch * kTile);
+    tile_to_nhwc(buf.data(), j.c, len, o + (img * j.hw + h0) * j.c);
+  }
+  return nan;
+}
+
+void dequantize_tiles(const LayoutJob j, const uint8_t* q, int64_t tb, int64_t te, float* out) {
+  std::vector<uint8_t> buf(static_cast<size_t>(j.c * kTile));
+  for (int64_t t = tb; t < te; ++t) {
+    const int64_t img = t / j.tiles, h0 = t % j.tiles * kTile, len = std::min(kTile, j.hw - h0);
+    tile_to_nchw(q + (img * j.hw + h0) * j.c, j.c, len, buf.data());
+    for (int64_t ch = 0; ch < j.c; ++ch)
+      j.k->dequantize(buf.data() + ch * kTile, j.dt, len, j.scale, j.izp, out + (img * j.c + ch) * j.hw + h0);
+  }
 }
 
 }  // namespace
@@ -283,21 +306,13 @@ bool quantize_nchw_to_nhwc(const float* x, int64_t n, int64_t c, int64_t hw, flo
                            float qmax, DType dt, void* out) {
   // One channel: NCHW and NHWC are the same layout.
   if (c == 1) return quantize_array(x, 1, 1, n * hw, &inv, &zp, false, qmin, qmax, dt, out);
-  const ElemKernels& k = elem_kernels(current_isa());
-  const int64_t tiles = (hw + kTile - 1) / kTile;
+  const LayoutJob job{&elem_kernels(current_isa()), c, hw, (hw + kTile - 1) / kTile, inv, zp, qmin, qmax, 0.f, 0,
+                      dt};
   std::atomic<bool> nan{false};
   auto* o = static_cast<uint8_t*>(out);
   const int64_t tiles_per_task = std::max<int64_t>(1, kGrain / std::max<int64_t>(1, c * kTile));
-  const int64_t total = n * tiles;
-  chunked(total, tiles_per_task, [&](int64_t tb, int64_t te) {
-    std::vector<uint8_t> buf(static_cast<size_t>(c * kTile));
-    for (int64_t t = tb; t < te; ++t) {
-      const int64_t img = t / tiles, h0 = t % tiles * kTile, len = std::min(kTile, hw - h0);
-      for (int64_t ch = 0; ch < c; ++ch)
-        if (k.quantize_fma(x + (img * c + ch) * hw + h0, len, inv, zp, qmin, qmax, dt, buf.data() + ch * kTile))
-          nan.store(true);
-      interleave(buf.data(), c, len, o + (img * hw + h0) * c);
-    }
+  chunked(n * job.tiles, tiles_per_task, [&](int64_t tb, int64_t te) {
+    if (quantize_tiles(job, x, tb, te, o)) nan.store(true);
   });
   return nan.load();
 }
@@ -305,19 +320,11 @@ bool quantize_nchw_to_nhwc(const float* x, int64_t n, int64_t c, int64_t hw, flo
 void dequantize_nhwc_to_nchw(const void* q, DType dt, int64_t n, int64_t hw, int64_t c, float scale, int32_t zp,
                              float* out) {
   if (c == 1) return dequantize_per_tensor(q, dt, n * hw, scale, zp, out);  // the same layout
-  const ElemKernels& k = elem_kernels(current_isa());
-  const int64_t tiles = (hw + kTile - 1) / kTile;
+  const LayoutJob job{&elem_kernels(current_isa()), c, hw, (hw + kTile - 1) / kTile, 0.f, 0.f, 0.f, 0.f, scale, zp,
+                      dt};
   const auto* qb = static_cast<const uint8_t*>(q);
   const int64_t tiles_per_task = std::max<int64_t>(1, kGrain / std::max<int64_t>(1, c * kTile));
-  chunked(n * tiles, tiles_per_task, [&](int64_t tb, int64_t te) {
-    std::vector<uint8_t> buf(static_cast<size_t>(c * kTile));
-    for (int64_t t = tb; t < te; ++t) {
-      const int64_t img = t / tiles, h0 = t % tiles * kTile, len = std::min(kTile, hw - h0);
-      deinterleave(qb + (img * hw + h0) * c, c, len, buf.data());
-      for (int64_t ch = 0; ch < c; ++ch)
-        k.dequantize(buf.data() + ch * kTile, dt, len, scale, zp, out + (img * c + ch) * hw + h0);
-    }
-  });
+  chunked(n * job.tiles, tiles_per_task, [&](int64_t tb, int64_t te) { dequantize_tiles(job, qb, tb, te, out); });
 }
 
 bool min_max_array(const float* x, int64_t n, float* mn, float* mx) {
@@ -384,7 +391,9 @@ void edges_range(const float* x, int64_t n, const float* edges, int64_t nedges, 
 // Runs count(begin, end, partial counts) over chunks of x on the pool and sums the partial counts.
 template <typename F>
 void histogram_chunks(int64_t n, int64_t bins, int64_t* counts, const F& count) {
-  const int64_t grain = std::max<int64_t>(kGrain * 4, n / 8 + 1);
+  // At most ~2^20 partial counters in all (8 MiB), however many bins.
+  const int64_t max_tasks = std::max<int64_t>(1, (int64_t{1} << 20) / std::max<int64_t>(1, bins));
+  const int64_t grain = std::max({kGrain * 4, n / 8 + 1, (n + max_tasks - 1) / max_tasks});
   const int64_t tasks = std::max<int64_t>(1, (n + grain - 1) / grain);
   std::vector<int64_t> part(static_cast<size_t>(tasks * bins), 0);
   chunked(n, grain, [&](int64_t b, int64_t e) { count(b, e, part.data() + b / grain * bins); });
