@@ -196,3 +196,15 @@ def test_bad_input(rng):
         layer.run_quantized(np.zeros((2, 6), np.uint8), np.ones(3, np.float32), 3)
     with pytest.raises(TypeError, match="a"):
         layer.run_quantized(np.zeros((2, 6), np.int32), np.float32(0.1), 0)
+
+
+def test_pickle_and_deepcopy(rng):
+    import copy
+    import pickle
+
+    layer = _layer(rng, 30, 11, per_channel=True, per_row=True, act_dtype="int8")
+    x = rng.standard_normal((4, 30)).astype(np.float32)
+    want = layer(x)
+    for clone in (pickle.loads(pickle.dumps(layer)), copy.deepcopy(layer)):
+        assert clone.isa == layer.isa and np.array_equal(clone(x), want)
+        assert not clone.b.flags.writeable
