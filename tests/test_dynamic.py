@@ -196,3 +196,32 @@ def test_bad_input(rng):
         layer.run_quantized(np.zeros((2, 6), np.uint8), np.ones(3, np.float32), 3)
     with pytest.raises(TypeError, match="a"):
         layer.run_quantized(np.zeros((2, 6), np.int32), np.float32(0.1), 0)
+
+
+def test_pickle_and_deepcopy(rng):
+    import copy
+    import pickle
+
+    layer = _layer(rng, 30, 11, per_channel=True, per_row=True, act_dtype="int8")
+    x = rng.standard_normal((4, 30)).astype(np.float32)
+    want = layer(x)
+    for clone in (pickle.loads(pickle.dumps(layer)), copy.deepcopy(layer)):
+        assert clone.isa == layer.isa and np.array_equal(clone(x), want)
+        assert not clone.b.flags.writeable
+
+
+@pytest.mark.parametrize("per_row", [False, True], ids=["pt", "pr"])
+def test_non_finite_input_rejected_on_every_isa(isa_threads, per_row):
+    layer = qkern.DynamicLinear(np.ones((3, 40), np.float32), per_row=per_row)
+    for position in (0, 17, 39):  # in the vector body and in the scalar tail
+        for bad in (np.nan, np.inf, -np.inf):
+            x = np.ones((5, 40), np.float32)
+            x[3, position] = bad
+            with pytest.raises(ValueError, match="finite"):
+                layer(x)
+
+
+def test_empty_depth_gives_the_bias(isa_threads):
+    bias = np.array([1.5, -2.0], np.float32)
+    layer = qkern.DynamicLinear(np.zeros((2, 0), np.float32), bias, per_row=True)
+    assert np.array_equal(layer(np.zeros((3, 0), np.float32)), np.tile(bias, (3, 1)))

@@ -241,38 +241,48 @@ std::shared_ptr<const PackedB::EffectiveBias> PackedB::effective_bias(int32_t za
   return e;
 }
 
+namespace {
+
+// The scalar ISA: the unpacked GEMM in blocks of 16 rows (on the pool when large). row_scale / row_zp: the
+// float output form's per-row scales and zero points (null otherwise; row_zp null: a_zero_point for all).
+void run_scalar(const PackedB& pb, const void* a, DType a_type, int64_t m, int64_t lda, int32_t a_zero_point, char* c,
+                int64_t ldc, int64_t esize, const float* row_scale, const int32_t* row_zp) {
+  GemmProblem p;
+  p.n = pb.n;
+  p.k = pb.k;
+  p.a_type = a_type;
+  p.lda = lda;
+  p.b = pb.data.data();
+  p.b_type = pb.b_type;
+  p.ldb = pb.n;
+  p.a_zero_point = a_zero_point;
+  p.b_zero_point = pb.zb.data();
+  p.bias = pb.bias.data();
+  p.stage = pb.stage;
+  p.ldc = ldc;
+  const int64_t rows = 16, blocks = (m + rows - 1) / rows;
+  auto run = [&](int64_t blk) {
+    GemmProblem q = p;
+    const int64_t r0 = blk * rows;
+    q.m = std::min(rows, m - r0);
+    q.a = static_cast<const uint8_t*>(a) + r0 * lda;
+    q.c = c + r0 * ldc * esize;
+    if (row_scale) q.stage.row_scale = row_scale + r0;
+    if (row_zp) q.stage.row_zp = row_zp + r0;
+    gemm_scalar(q);
+  };
+  if (m * pb.n * pb.k >= kParallelMacs) parallel_for(blocks, run);
+  else for (int64_t blk = 0; blk < blocks; ++blk) run(blk);
+}
+
+}  // namespace
+
 void gemm_packed(const PackedB& pb, const void* a, DType a_type, int64_t m, int64_t lda, int32_t a_zero_point,
                  void* c, int64_t ldc) {
   QK_REQUIRE(pb.stage.mode != RequantMode::kFloat, "gemm_packed: float output weights need gemm_packed_float");
   const int64_t esize = out_elem_size(pb.stage.out_dtype);
-  const bool parallel = m * pb.n * pb.k >= kParallelMacs;
-  if (pb.isa == Isa::kScalar) {
-    GemmProblem p;
-    p.n = pb.n;
-    p.k = pb.k;
-    p.a_type = a_type;
-    p.lda = lda;
-    p.b = pb.data.data();
-    p.b_type = pb.b_type;
-    p.ldb = pb.n;
-    p.a_zero_point = a_zero_point;
-    p.b_zero_point = pb.zb.data();
-    p.bias = pb.bias.data();
-    p.stage = pb.stage;
-    p.ldc = ldc;
-    const int64_t rows = 16, blocks = (m + rows - 1) / rows;
-    auto run = [&](int64_t blk) {
-      GemmProblem q = p;
-      const int64_t r0 = blk * rows;
-      q.m = std::min(rows, m - r0);
-      q.a = static_cast<const uint8_t*>(a) + r0 * lda;
-      q.c = static_cast<char*>(c) + r0 * ldc * esize;
-      gemm_scalar(q);
-    };
-    if (parallel) parallel_for(blocks, run);
-    else for (int64_t blk = 0; blk < blocks; ++blk) run(blk);
-    return;
-  }
+  if (pb.isa == Isa::kScalar)
+    return run_scalar(pb, a, a_type, m, lda, a_zero_point, static_cast<char*>(c), ldc, esize, nullptr, nullptr);
   QK_REQUIRE(pb.taps == 1, "gemm_packed: weights packed for a convolution");
   run_tiles(pb, a_type, m, a_zero_point,
             GemmRows{static_cast<const uint8_t*>(a), lda, static_cast<char*>(c), ldc * esize, esize});
@@ -297,41 +307,12 @@ void gemm_packed_float(const PackedB& pb, const void* a, DType a_type, int64_t m
   bool any_zp = false;
   for (int64_t r = 0; r < (per_row ? m : 1) && !any_zp; ++r) any_zp = a_zp[r] != 0;
   const int32_t* row_zp = !any_zp ? nullptr : per_row ? a_zp : zps.data();
-  const int32_t za = 0;
-  const bool parallel = m * pb.n * pb.k >= kParallelMacs;
-  if (pb.isa == Isa::kScalar) {
-    GemmProblem p;
-    p.n = pb.n;
-    p.k = pb.k;
-    p.a_type = a_type;
-    p.lda = lda;
-    p.b = pb.data.data();
-    p.b_type = pb.b_type;
-    p.ldb = pb.n;
-    p.a_zero_point = za;
-    p.b_zero_point = pb.zb.data();
-    p.bias = pb.bias.data();
-    p.stage = pb.stage;
-    p.ldc = ldc;
-    const int64_t rows = 16, blocks = (m + rows - 1) / rows;
-    auto run = [&](int64_t blk) {
-      GemmProblem q = p;
-      const int64_t r0 = blk * rows;
-      q.m = std::min(rows, m - r0);
-      q.a = static_cast<const uint8_t*>(a) + r0 * lda;
-      q.c = c + r0 * ldc;
-      q.stage.row_scale = row_scale + r0;
-      q.stage.row_zp = row_zp ? row_zp + r0 : nullptr;
-      gemm_scalar(q);
-    };
-    if (parallel) parallel_for(blocks, run);
-    else for (int64_t blk = 0; blk < blocks; ++blk) run(blk);
-    return;
-  }
+  if (pb.isa == Isa::kScalar)
+    return run_scalar(pb, a, a_type, m, lda, 0, reinterpret_cast<char*>(c), ldc, 4, row_scale, row_zp);
   GemmRows rows{static_cast<const uint8_t*>(a), lda, reinterpret_cast<char*>(c), ldc * 4, 4};
   rows.row_scale = row_scale;
   rows.row_zp = row_zp;
-  run_tiles(pb, a_type, m, za, rows);
+  run_tiles(pb, a_type, m, 0, rows);
 }
 
 }  // namespace qk

@@ -100,6 +100,22 @@ class DynamicLinear:
         if core is not None:
             self._core = core.DynamicGemm(self.b, self.weight_zero_point, self.weight_scale, self.bias)
 
+    def __getstate__(self) -> dict[str, Any]:
+        # The packed core is rebuilt (for the ISA in effect then) rather than pickled.
+        state = self.__dict__.copy()
+        state["_core"], state["_isa_epoch"] = None, -1
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        for name in ("weight_scale", "weight_zero_point", "b", "bias"):
+            a = getattr(self, name)
+            if a is not None:  # unpickled dtypes are equal to, but not, the canonical ones the core checks for
+                a = np.ascontiguousarray(a).view(np.dtype(a.dtype.name))
+                a.setflags(write=False)
+                setattr(self, name, a)
+        self._pack()
+
     @property
     def isa(self) -> str | None:
         return None if self._core is None else self._core.isa
