@@ -205,13 +205,22 @@ class Pool {
   std::exception_ptr error_;
 };
 
+// QKERN_NUM_THREADS when it is a whole integer in [1, 1024] (python/qkern/_env.py warns about any other
+// value), else the number of CPUs this process may run on (its affinity mask, as a container or taskset
+// sets it), else the machine's.
 int initial_threads() {
   if (const char* env = std::getenv("QKERN_NUM_THREADS")) {
-    const int n = std::atoi(env);
-    if (n >= 1) return std::min(n, 1024);
+    char* end = nullptr;
+    const long n = std::strtol(env, &end, 10);
+    if (end != env && *end == '\0' && n >= 1 && n <= 1024) return static_cast<int>(n);
   }
+#if defined(__linux__)
+  cpu_set_t allowed;
+  if (sched_getaffinity(0, sizeof(allowed), &allowed) == 0 && CPU_COUNT(&allowed) >= 1)
+    return std::min(CPU_COUNT(&allowed), 1024);
+#endif
   const unsigned hw = std::thread::hardware_concurrency();
-  return hw ? static_cast<int>(hw) : 1;
+  return hw ? static_cast<int>(std::min(hw, 1024u)) : 1;
 }
 
 Pool& pool() {

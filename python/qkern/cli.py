@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -45,7 +46,8 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     yq_p = calc_qparams(0.0, float(y.max()), "uint8")
     xq, wq = xq_p.quantize(x), wq_p.quantize(w)
     print(f"qkern demo: y = relu(x[{m},{k}] @ w[{k},{n}]), uint8 activations, per-channel int8 weights")
-    print(f"  native backend: {_backend.core is not None}; {info()['isa']}")
+    native = _backend.core is not None
+    print(f"  native backend: {info()['isa']}" if native else "  the C++ extension is missing: reference backend only")
     ok = True
     for rounding in ("gemmlowp", "single", "fp32"):
         rq = Requant.from_scales(xq_p.scale, wq_p.scale, yq_p.scale, yq_p.zero_point, rounding=rounding, relu=True)
@@ -58,7 +60,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         ok &= exact
         sqnr = _sqnr_db(y, yq_p.dequantize(yq))
         print(
-            f"  {rounding:<8}  SQNR vs float {sqnr:5.1f} dB   native == reference: {exact}   "
+            f"  {rounding:<8}  SQNR vs float {sqnr:5.1f} dB   native == reference: {exact if native else 'n/a'}   "
             f"{2 * m * k * n / dt / 1e9:7.2f} GOP/s"
         )
     return 0 if ok else 1
@@ -147,6 +149,41 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     return 0 if all(c.ok for c in checks if c.is_qkern) else 1
 
 
+PEERS = ("torch", "onnxruntime", "numpy")
+
+
+def _positive_int(text: str) -> int:
+    """An argparse type: misuse becomes parser.error (one line, exit code 2), never a traceback."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def _isa(text: str) -> str:
+    from .runtime import available_isas
+
+    if text not in available_isas():
+        raise argparse.ArgumentTypeError(f"{text!r} is not an ISA available here {available_isas()}")
+    return text
+
+
+def _peers(text: str) -> str:
+    unknown = [c.strip() for c in text.split(",") if c.strip() and c.strip() not in (*PEERS, "none")]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown peer(s) {unknown}; choose from {list(PEERS)}")
+    return text
+
+
+def _shapes_file(text: str) -> str:
+    if not os.path.isfile(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a file (give a file of shapes, one per line)")
+    return text
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="qkern", description="Exact quantized CPU kernels: tools and checks.")
     sub = p.add_subparsers(dest="command", required=True)
@@ -154,25 +191,29 @@ def build_parser() -> argparse.ArgumentParser:
     pi.add_argument("--json", action="store_true", help="print as JSON")
     pi.set_defaults(func=_cmd_info)
     pd = sub.add_parser("demo", help="quantize a float layer, run it in integers, check it against the reference")
-    pd.add_argument("--m", type=int, default=256, help="rows of x (default 256)")
-    pd.add_argument("--k", type=int, default=512, help="inner dimension (default 512)")
-    pd.add_argument("--n", type=int, default=256, help="output channels (default 256)")
+    pd.add_argument("--m", type=_positive_int, default=256, help="rows of x (default 256)")
+    pd.add_argument("--k", type=_positive_int, default=512, help="inner dimension (default 512)")
+    pd.add_argument("--n", type=_positive_int, default=256, help="output channels (default 256)")
     pd.add_argument("--seed", type=int, default=0, help="random seed")
     pd.set_defaults(func=_cmd_demo)
     pb = sub.add_parser("bench", help="verify, then time kernels against peers in the same run")
     pb.add_argument("op", choices=["gemm", "conv3x3", "deconv2x2"], help="kernel to benchmark")
     pb.add_argument(
         "--shapes",
+        type=_shapes_file,
         help="file of shapes, one per line (# comments): gemm 'M N K', conv3x3 'N H W C O stride padding', "
         "deconv2x2 'N H W C O' (see benchmarks/shapes/); default: a small set",
     )
-    pb.add_argument("--repeat", type=int, default=20, help="timed repetitions per shape; the median is reported")
-    pb.add_argument("--threads", type=int, help="threads for qkern and every peer (default: qkern's setting)")
-    pb.add_argument("--isa", help="force a lower ISA path (see `qkern info`)")
+    pb.add_argument(
+        "--repeat", type=_positive_int, default=20, help="timed repetitions per shape; the median is reported"
+    )
+    pb.add_argument("--threads", type=_positive_int, help="threads for qkern and every peer (default: qkern's setting)")
+    pb.add_argument("--isa", type=_isa, help="force a lower ISA path (see `qkern info`)")
     pb.add_argument(
         "--compare",
         default="torch,onnxruntime,numpy",
-        help="comma-separated peers: torch, onnxruntime, numpy (missing ones are reported)",
+        type=_peers,
+        help="comma-separated peers: torch, onnxruntime, numpy, or none (missing ones are reported)",
     )
     pb.add_argument("--json", action="store_true", help="print results as JSON")
     pb.add_argument("--plot", metavar="FILE.png", help="also draw a bar chart (needs matplotlib: the plot extra)")

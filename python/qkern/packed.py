@@ -8,15 +8,16 @@ import numpy as np
 
 from . import _backend, ops, reference
 from . import _validate as V
+from ._pickling import RepackOnLoad
 from .requant import Requant
 
 
-class PackedGemm:
+class PackedGemm(RepackOnLoad):
     """C = gemm(a, b) with b fixed: b[K, N] (uint8/int8), its zero point(s), int32 bias and Requant are
     packed once; `packed(a, a_zero_point=...)` then runs only the kernel. Same results as `qkern.gemm`.
 
     The packing is for the ISA selected when the object is made; if `set_isa` changes it later, the
-    weights are repacked on the next call.
+    weights are repacked on the next call. Pickling and deep copies pack again when loaded.
     """
 
     def __init__(

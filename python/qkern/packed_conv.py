@@ -8,12 +8,14 @@ import numpy as np
 
 from . import _backend, ops, reference
 from . import _validate as V
+from ._pickling import RepackOnLoad
 from .requant import Requant
 
 
-class _PackedConv:
+class _PackedConv(RepackOnLoad):
     """Shared life cycle: own a read-only copy of the weights, pack for the current ISA, repack when
-    `set_isa` changes it, fall back to the reference backend when asked (or when `_core` is missing)."""
+    `set_isa` changes it, fall back to the reference backend when asked (or when `_core` is missing);
+    pickle and deep-copy by packing again on load."""
 
     out_channels: int
     in_channels: int

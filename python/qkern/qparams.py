@@ -83,7 +83,11 @@ class QParams:
             and np.array_equal(self.zero_point, other.zero_point)
         )
 
-    __hash__ = None  # type: ignore[assignment]
+    def __hash__(self) -> int:
+        # Consistent with __eq__: scales are finite and > 0 (no -0.0/NaN), so equal values have equal bytes.
+        scale = np.asarray(self.scale, dtype=_F32)
+        zp = np.asarray(self.zero_point, dtype=np.int64)
+        return hash((self.dtype, self.axis, self.qmin, self.qmax, scale.shape, scale.tobytes(), zp.tobytes()))
 
 
 def quant_range(
