@@ -24,7 +24,7 @@ def _centred_range(dtype: Any, zero_point: Any, name: str) -> tuple[int, int]:
 
 
 def product_range(a_dtype: Any, b_dtype: Any, a_zero_point: Any = 0, b_zero_point: Any = 0) -> tuple[int, int]:
-    """The least and greatest value one term (a - a_zero_point) * (b - b_zero_point) of eq. (4) can take."""
+    """The least and greatest value one term (a - a_zero_point) * (b - b_zero_point) of the §4 sum can take."""
     a_lo, a_hi = _centred_range(a_dtype, a_zero_point, "a_zero_point")
     b_lo, b_hi = _centred_range(b_dtype, b_zero_point, "b_zero_point")
     corners = (a_lo * b_lo, a_lo * b_hi, a_hi * b_lo, a_hi * b_hi)
@@ -35,8 +35,9 @@ def max_safe_k(a_dtype: Any, b_dtype: Any, a_zero_point: Any = 0, b_zero_point: 
     """The largest K for which no int32 accumulator sum_k (a - a_zero_point)(b - b_zero_point) can wrap.
 
     Every term lies in [pmin, pmax] (`product_range`), so K terms stay within int32 exactly when
-    K * pmax <= 2^31 - 1 and K * pmin >= -2^31. uint8 x int8 with zero points 0: 65793. A per-channel
-    `b_zero_point` (1-D) gives the bound for its worst channel. A bias adds to the sum and is not counted.
+    K * pmax <= 2^31 - 1 and K * pmin >= -2^31 (docs/quantization.md eq. (7a)). uint8 x int8 with zero
+    points 0: 65793. A per-channel `b_zero_point` (1-D) gives the bound for its worst channel. A bias
+    adds to the sum and is not counted.
     """
     pmin, pmax = product_range(a_dtype, b_dtype, a_zero_point, b_zero_point)
     limits = [INT32_MAX // pmax] if pmax > 0 else []
