@@ -142,6 +142,9 @@ def test_qparams_hash_agrees_with_equality():
     twin = qkern.QParams(np.array([0.5, 0.25], np.float32), [1, 2], "int8", axis=1)
     assert per_channel == twin and hash(per_channel) == hash(twin)
     assert len({per_tensor, per_channel, twin, qkern.QParams(0.25, 4, "uint8")}) == 3
+    for clone in (pickle.loads(pickle.dumps(per_channel)), copy.deepcopy(per_channel)):
+        assert clone == per_channel and hash(clone) == hash(per_channel)
+        assert not clone.scale.flags.writeable and not clone.zero_point.flags.writeable
 
 
 def test_observer_quant_range_must_fit_the_dtype():
