@@ -302,6 +302,8 @@ def test_huge_stride_0_views_fail_before_any_copy():
         ["bench", "gemm", "--shapes", "64 64 64"],
         ["bench", "gemm", "--isa", "bogus"],
         ["bench", "gemm", "--threads", "-3"],
+        ["bench", "gemm", "--threads", "5000"],
+        ["demo", "--seed", "-1"],
         ["bench", "gemm", "--repeat", "0"],
         ["bench", "gemm", "--compare", "bogus"],
         ["demo", "--m", "0"],

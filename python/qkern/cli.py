@@ -7,11 +7,12 @@ import json
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
 from . import _backend
+from ._env import MAX_THREADS
 from .ops import gemm
 from .qparams import calc_qparams
 from .requant import Requant
@@ -152,15 +153,23 @@ def _cmd_validate(args: argparse.Namespace) -> int:
 PEERS = ("torch", "onnxruntime", "numpy")
 
 
-def _positive_int(text: str) -> int:
-    """An argparse type: misuse becomes parser.error (one line, exit code 2), never a traceback."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
-    return value
+def _int_in(lo: int, hi: int | None = None) -> Callable[[str], int]:
+    """An argparse type for an integer in [lo, hi]: misuse becomes parser.error (one line, exit code 2)."""
+    span = f"[{lo}, {hi}]" if hi is not None else f">= {lo}"
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer {span}, got {text!r}") from None
+        if value < lo or (hi is not None and value > hi):
+            raise argparse.ArgumentTypeError(f"expected an integer {span}, got {value}")
+        return value
+
+    return parse
+
+
+_positive_int = _int_in(1)
 
 
 def _isa(text: str) -> str:
@@ -194,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     pd.add_argument("--m", type=_positive_int, default=256, help="rows of x (default 256)")
     pd.add_argument("--k", type=_positive_int, default=512, help="inner dimension (default 512)")
     pd.add_argument("--n", type=_positive_int, default=256, help="output channels (default 256)")
-    pd.add_argument("--seed", type=int, default=0, help="random seed")
+    pd.add_argument("--seed", type=_int_in(0), default=0, help="random seed")
     pd.set_defaults(func=_cmd_demo)
     pb = sub.add_parser("bench", help="verify, then time kernels against peers in the same run")
     pb.add_argument("op", choices=["gemm", "conv3x3", "deconv2x2"], help="kernel to benchmark")
@@ -207,7 +216,9 @@ def build_parser() -> argparse.ArgumentParser:
     pb.add_argument(
         "--repeat", type=_positive_int, default=20, help="timed repetitions per shape; the median is reported"
     )
-    pb.add_argument("--threads", type=_positive_int, help="threads for qkern and every peer (default: qkern's setting)")
+    pb.add_argument(
+        "--threads", type=_int_in(1, MAX_THREADS), help="threads for qkern and every peer (default: qkern's setting)"
+    )
     pb.add_argument("--isa", type=_isa, help="force a lower ISA path (see `qkern info`)")
     pb.add_argument(
         "--compare",
@@ -222,7 +233,7 @@ def build_parser() -> argparse.ArgumentParser:
         "validate", help="compare qkern's conv ops with torch's float and quantized ops and ONNX Runtime's"
     )
     pv.add_argument("--op", choices=["conv3x3", "deconv2x2", "all"], default="all", help="op to validate")
-    pv.add_argument("--seed", type=int, default=0, help="random seed")
+    pv.add_argument("--seed", type=_int_in(0), default=0, help="random seed")
     pv.add_argument("--no-ort", action="store_true", help="skip the ONNX Runtime comparison")
     pv.add_argument("--json", action="store_true", help="print the checks as JSON")
     pv.set_defaults(func=_cmd_validate)
