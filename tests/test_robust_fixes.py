@@ -241,6 +241,8 @@ def test_good_environment_values_are_silent():
     r = _python("import qkern; print(qkern.get_isa(), qkern.get_num_threads())",
                 {"QKERN_ISA": "scalar", "QKERN_NUM_THREADS": "3", "QKERN_BACKEND": "native"})  # fmt: skip
     assert r.returncode == 0 and r.stderr == "" and r.stdout.split() == ["scalar", "3"], r.stderr
+    empty = _python("import qkern", {"QKERN_ISA": "", "QKERN_NUM_THREADS": "", "QKERN_BACKEND": ""})
+    assert empty.returncode == 0 and empty.stderr == "", empty.stderr  # empty reads as unset
 
 
 @native

@@ -31,14 +31,14 @@ def check_environment() -> None:
         )
     if core is None:
         return
-    raw = os.environ.get("QKERN_ISA")
-    if raw is not None and raw != core.get_isa():
+    raw = os.environ.get("QKERN_ISA", "")  # empty reads as unset, here and in the core
+    if raw and raw != core.get_isa():
         _warn(
             f"QKERN_ISA={raw!r} is not one of the ISAs available here {list(core.available_isas())}; "
             f"using {core.get_isa()!r}"
         )
-    raw = os.environ.get("QKERN_NUM_THREADS")
-    if raw is not None and not valid_num_threads(raw):
+    raw = os.environ.get("QKERN_NUM_THREADS", "")
+    if raw and not valid_num_threads(raw):
         _warn(
             f"QKERN_NUM_THREADS={raw!r} is not an integer in [1, {MAX_THREADS}]; using {core.get_num_threads()} "
             "threads (the CPUs this process may run on)"
