@@ -45,10 +45,15 @@ class Pool {
     resize(threads);
 #if defined(__unix__)
     instance_ = this;  // the pool is a process-wide singleton (pool() below)
-    pthread_atfork(nullptr, nullptr, [] { instance_->after_fork_in_child(); });
+    pthread_atfork(nullptr, nullptr, [] {
+      if (instance_ != nullptr) instance_->after_fork_in_child();
+    });
 #endif
   }
-  ~Pool() { stop_workers(); }
+  ~Pool() {
+    instance_ = nullptr;  // a fork during static destruction has no pool to fix
+    stop_workers();
+  }
 
   int threads() const { return threads_; }
 
