@@ -154,9 +154,10 @@ def test_packed_calls_check_out_on_every_backend(backend):
                 call()
         # Disjoint views of one buffer are fine, and non-contiguous inputs are copied, not rejected.
         got = gemm(buf[:64].reshape(8, 8), out=buf[64:128].reshape(8, 8))
-        assert got.base is not None and np.array_equal(got, gemm(np.zeros((8, 8), np.uint8)))
-        xs = np.zeros((1, 2, 8, 8), np.uint8)[:, :, ::2]
-        assert np.array_equal(conv(xs), conv(np.ascontiguousarray(xs)))
+        assert got.base is not None and np.array_equal(got, np.full((8, 8), 3, np.uint8))  # zero sums -> zp 3
+        xs = np.arange(128, dtype=np.uint8).reshape(1, 2, 8, 8)[:, :, ::2]
+        want = qkern.reference.conv3x3(np.ascontiguousarray(xs), np.ones((8, 3, 3, 8), np.int8), 1, 1, 0, 0, None, rq)
+        assert np.array_equal(conv(xs), want)
 
 
 @pytest.mark.parametrize(("case", "err", "name", "call"), BAD_CALLS, ids=[c[0] for c in BAD_CALLS])
@@ -213,9 +214,10 @@ def test_qparams_is_frozen_and_compares_by_value():
     with pytest.raises(ValueError):
         qp.scale[0] = 2.0
     x = np.linspace(-2, 3, 10, dtype=np.float32).reshape(2, 5)
-    np.testing.assert_array_equal(
-        qp.dequantize(qp.quantize(x)), qkern.dequantize(qp.quantize(x), qp.scale, qp.zero_point, axis=0)
-    )
+    q = qp.quantize(x)
+    # Per channel (axis 0): f32(f64(scale) * (q - zero_point)), written out independently of qkern.
+    want = (qp.scale.astype(np.float64)[:, None] * (q.astype(np.int64) - qp.zero_point[:, None])).astype(np.float32)
+    np.testing.assert_array_equal(qp.dequantize(q), want)
 
 
 def _run(code: str) -> subprocess.CompletedProcess:

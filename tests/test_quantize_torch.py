@@ -151,7 +151,9 @@ def test_calc_qparams_narrow_range_equals_custom_observer_range(rng, dtype, symm
 @pytest.mark.parametrize("reduce_range", [False, True])
 def test_calc_qparams_per_channel_equals_per_channel_observer(rng, dtype, symmetric, reduce_range):
     if symmetric and reduce_range and dtype == "uint8":
-        return  # torch raises; covered above
+        with pytest.raises(ValueError, match="reduce_range"):  # as torch's observer
+            qkern.calc_qparams(np.array([-1.0, 0.0]), np.array([1.0, 2.0]), dtype, symmetric=True, reduce_range=True)
+        return
     scheme = torch.per_channel_symmetric if symmetric else torch.per_channel_affine
     for _ in range(20):
         w = (rng.standard_normal((24, 50)) * 10 ** rng.uniform(-3, 2, (24, 1))).astype(np.float32)

@@ -14,10 +14,18 @@ namespace qk::bind {
 
 namespace py = pybind11;
 
+// Equal dtypes need not be one object (an unpickled array carries its own descriptor), so compare the
+// type number and byte order, never identity.
+template <typename T>
+bool has_dtype(const py::array& a) {
+  const py::dtype d = a.dtype();
+  return d.normalized_num() == py::dtype::of<T>().normalized_num() && d.byteorder() != '>';
+}
+
 inline DType dtype_of(const py::array& a, const char* name) {
-  if (a.dtype().is(py::dtype::of<uint8_t>())) return DType::kUint8;
-  if (a.dtype().is(py::dtype::of<int8_t>())) return DType::kInt8;
-  if (a.dtype().is(py::dtype::of<int32_t>())) return DType::kInt32;
+  if (has_dtype<uint8_t>(a)) return DType::kUint8;
+  if (has_dtype<int8_t>(a)) return DType::kInt8;
+  if (has_dtype<int32_t>(a)) return DType::kInt32;
   throw py::type_error(std::string(name) + " must have dtype uint8, int8 or int32");
 }
 
@@ -40,7 +48,7 @@ inline void require_writeable_c_contiguous(const py::array& a, const char* name)
 
 template <typename T>
 const T* typed_ptr(const py::array& a, const char* name, py::ssize_t expected_size) {
-  if (!a.dtype().is(py::dtype::of<T>())) throw py::type_error(std::string(name) + " has the wrong dtype");
+  if (!has_dtype<T>(a)) throw py::type_error(std::string(name) + " has the wrong dtype");
   require_c_contiguous(a, name);
   if (a.size() != expected_size)
     throw py::value_error(std::string(name) + " must have " + std::to_string(expected_size) + " elements");

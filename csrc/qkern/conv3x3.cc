@@ -311,6 +311,8 @@ void conv3x3_packed(const PackedB& pb, const ConvInput& in, const void* x, DType
   const ConvTaps taps(&in, xb, za_row.data());
   const OutRows outs{static_cast<char*>(out), pb.n * esize, esize};
   const int64_t m = in.batch * oh * ow;
+  // C = 0 makes K = 0: every output is the stage applied to the bias alone, a GEMM whose A has no columns.
+  if (in.channels == 0) return gemm_packed(pb, x, x_type, m, 0, x_zero_point, out, pb.n);
   // With a weight zero point, row sums from the input's pixel sums (window_sums), except on the patch path
   // with stride 2 (a first layer): four input pixels per output pixel there, against one call over the
   // 9*C <= 54 patch bytes per tile row. One core, against the tiles' own sums: 224x224x3->64 s2 0.90x;

@@ -9,12 +9,16 @@
 #include <exception>
 #include <memory>
 #include <mutex>
+#include <new>
 #include <string>
 #include <thread>
 #include <vector>
 
 #if defined(__linux__)
 #include <sched.h>
+#endif
+#if defined(__unix__)
+#include <pthread.h>
 #endif
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -36,8 +40,19 @@ constexpr auto kSpinTime = std::chrono::microseconds(kSpinMicroseconds);
 
 class Pool {
  public:
-  explicit Pool(int threads) { resize(threads); }
-  ~Pool() { stop_workers(); }
+  explicit Pool(int threads) {
+    resize(threads);
+#if defined(__unix__)
+    instance_ = this;  // the pool is a process-wide singleton (pool() below)
+    pthread_atfork(nullptr, nullptr, [] {
+      if (instance_ != nullptr) instance_->after_fork_in_child();
+    });
+#endif
+  }
+  ~Pool() {
+    instance_ = nullptr;  // a fork during static destruction has no pool to fix
+    stop_workers();
+  }
 
   int threads() const { return threads_; }
 
@@ -52,6 +67,10 @@ class Pool {
   }
 
   void run(int64_t tasks, const std::function<void(int64_t)>& fn) {
+    if (respawn_.load(std::memory_order_relaxed)) {  // the first call in a forked child starts its workers
+      resize(threads_);
+      respawn_.store(false, std::memory_order_relaxed);
+    }
     std::unique_lock<std::mutex> call(call_mutex_, std::try_to_lock);
     const int64_t nthreads = std::min<int64_t>(threads_, tasks);
     if (!call.owns_lock() || nthreads <= 1) {
@@ -173,6 +192,29 @@ class Pool {
 #endif
   }
 
+  // A forked child has only the thread that called fork: the workers do not exist there, and a lock or a
+  // call may have been held by a thread that is gone. Their std::thread objects move to a list that is
+  // never destroyed (joining a thread that does not exist would hang; destroying a joinable std::thread
+  // terminates), the locks, condition variables and call state start afresh, and the next call starts
+  // new workers. Runs in the child before fork() returns there, with only this thread alive.
+  void after_fork_in_child() {
+    static auto* const orphans = new std::vector<std::thread>();  // reachable for the process's lifetime
+    for (auto& w : workers_) orphans->push_back(std::move(w));
+    workers_.clear();
+    new (&call_mutex_) std::mutex;
+    new (&mutex_) std::mutex;
+    new (&wake_) std::condition_variable;
+    new (&done_) std::condition_variable;
+    fn_ = nullptr;
+    error_ = nullptr;
+    stop_ = false;
+    active_.store(0);
+    caller_waiting_.store(false);
+    open_.store(0);
+    inside_.store(0);
+    respawn_.store(threads_ > 1);
+  }
+
   void stop_workers() {
     {
       std::lock_guard<std::mutex> lock(mutex_);
@@ -201,16 +243,27 @@ class Pool {
   std::atomic<uint64_t> generation_{0};
   bool stop_ = false;
   int threads_ = 1;
+  std::atomic<bool> respawn_{false};  // set in a forked child: workers must be started again
+  static inline Pool* instance_ = nullptr;
   std::exception_ptr error_;
 };
 
+// QKERN_NUM_THREADS when it is a whole integer in [1, kMaxThreads] (python/qkern/_env.py warns about any other
+// value), else the number of CPUs this process may run on (its affinity mask, as a container or taskset
+// sets it), else the machine's.
 int initial_threads() {
   if (const char* env = std::getenv("QKERN_NUM_THREADS")) {
-    const int n = std::atoi(env);
-    if (n >= 1) return std::min(n, kMaxThreads);
+    char* end = nullptr;
+    const long n = std::strtol(env, &end, 10);
+    if (end != env && *end == '\0' && n >= 1 && n <= kMaxThreads) return static_cast<int>(n);
   }
+#if defined(__linux__)
+  cpu_set_t allowed;
+  if (sched_getaffinity(0, sizeof(allowed), &allowed) == 0 && CPU_COUNT(&allowed) >= 1)
+    return std::min(CPU_COUNT(&allowed), kMaxThreads);
+#endif
   const unsigned hw = std::thread::hardware_concurrency();
-  return hw ? static_cast<int>(hw) : 1;
+  return hw ? std::min(static_cast<int>(hw), kMaxThreads) : 1;
 }
 
 Pool& pool() {

@@ -5,17 +5,21 @@ here; torch-facing tools live in modules that import it lazily.
 """
 
 from ._backend import backend, get_backend, set_backend
+from ._env import check_environment as _check_environment
 from ._version import __version__
 from .dynamic import DynamicLinear
 from .fixedpoint import quantize_multiplier
 from .model import QuantizedModel, load
 from .ops import conv3x3, conv_transpose2x2, gemm
+from .overflow import max_safe_k
 from .packed import PackedGemm
 from .packed_conv import PackedConv3x3, PackedConvTranspose2x2
 from .qparams import QParams, calc_qparams, dequantize, dequantize_to_nchw, quantize, quantize_to_nhwc
 from .requant import requantize
 from .requant_params import Requant
 from .runtime import available_isas, get_isa, get_num_threads, info, kernels, set_isa, set_num_threads
+
+_check_environment()
 
 __all__ = [
     "DynamicLinear",
@@ -40,6 +44,7 @@ __all__ = [
     "info",
     "kernels",
     "load",
+    "max_safe_k",
     "quantize",
     "quantize_multiplier",
     "quantize_to_nhwc",

@@ -19,8 +19,13 @@ try:
 except ImportError as exc:  # a source checkout without a build, or a broken wheel
     core = None
     core_error = str(exc)
+    # A missing module reads as "partially initialized module ... circular import" from inside the package.
+    missing = isinstance(exc, ModuleNotFoundError) or "partially initialized" in str(exc)
+    cause = (
+        "the C++ extension qkern._core is missing (not built?)" if missing else f"qkern._core failed to load ({exc})"
+    )
     warnings.warn(
-        f"qkern._core could not be imported ({exc}); qkern runs on the (slow) NumPy reference backend",
+        f"{cause}; qkern uses the (slow) NumPy reference backend",
         RuntimeWarning,
         stacklevel=2,
     )

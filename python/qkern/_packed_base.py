@@ -15,7 +15,8 @@ from .requant_params import Requant
 class PackedOp:
     """Owns a read-only copy of the weights, their zero point(s), the bias and the Requant; packs them for
     the current ISA, repacks when `set_isa` changes it, and runs the reference backend when asked (or when
-    `_core` is missing). Subclasses set `out_channels` and implement `_make_core` and `_reference`."""
+    `_core` is missing); pickles and deep-copies by packing again on load. Subclasses set `out_channels` and
+    implement `_make_core` and `_reference`."""
 
     out_channels: int
     bias: np.ndarray | None
@@ -37,6 +38,19 @@ class PackedOp:
     def _pack(self) -> None:
         if _backend.core is not None:
             self._core = self._make_core(_backend.core)
+
+    # Pickling and deep copies: the state is the owned weights and parameters; the native packing (an
+    # opaque, ISA-specific C++ object) is left out and rebuilt on load for the ISA selected then.
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in ("_core", "_isa_epoch")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        for value in state.values():  # the owned weight copy stays read-only (see _own)
+            if isinstance(value, np.ndarray) and value.ndim >= 2:
+                value.setflags(write=False)
+        self._core, self._isa_epoch = None, -1
+        self._pack()
 
     def _core_args(self, weights: np.ndarray, zero_point: Any) -> tuple[Any, ...]:
         """The constructor arguments every native packed object takes first."""

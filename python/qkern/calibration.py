@@ -287,6 +287,16 @@ class Calibrator:
         real = (method == "entropy" and entropy_variant == "onnxruntime") or (method == "percentile" and not symmetric)
         default_bins = 128 if method == "entropy" and entropy_variant == "onnxruntime" else 2048
         self.num_bins = V.int_scalar(num_bins or default_bins, "num_bins")
+        if self.num_bins < 2:  # every method reads at least two bins (the first and last edge)
+            raise ValueError(f"num_bins must be >= 2, got {self.num_bins}")
+        if (
+            method == "entropy"
+            and entropy_variant == "tensorrt"
+            and not 1 <= V.int_scalar(start_bin, "start_bin") <= self.num_bins
+        ):
+            raise ValueError(f"start_bin must be in [1, num_bins={self.num_bins}] for entropy, got {start_bin}")
+        if V.int_scalar(num_quantized_bins, "num_quantized_bins") < 2:
+            raise ValueError(f"num_quantized_bins must be >= 2, got {num_quantized_bins}")
         self._hist_type = RealHistogram if real else AbsHistogram
         self.reset()
 

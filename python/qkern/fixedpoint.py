@@ -65,7 +65,10 @@ def quantize_multiplier(real: Any) -> tuple[Any, Any]:
     of 2^30 and above saturate to (2^31-1, 30), the largest a single-rounding stage can apply. Works
     elementwise: an array in gives int32 arrays out, a scalar gives Python ints.
     """
-    arr = np.asarray(real, dtype=np.float64)
+    try:
+        arr = np.asarray(real, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise TypeError(f"real multiplier must be a real number or an array of them, got {real!r}") from None
     if not np.all(np.isfinite(arr)) or np.any(arr < 0):
         raise ValueError(f"real multiplier must be finite and >= 0, got {real!r}")
     frac, exp = np.frexp(arr)  # arr = frac * 2^exp, frac in [0.5, 1)

@@ -52,7 +52,7 @@ def quant_min_max(
         if qmin >= qmax:
             raise ValueError(f"quant_min must be < quant_max, got {qmin} >= {qmax}")
         lo, hi = V.dtype_range(dtype)
-        if not lo <= qmin and qmax <= hi:
+        if not (lo <= qmin and qmax <= hi):
             raise ValueError(f"[quant_min, quant_max] must fit {dtype} [{lo}, {hi}], got [{qmin}, {qmax}]")
         if reduce_range:
             qmin, qmax = qmin // 2, qmax // 2
@@ -60,6 +60,22 @@ def quant_min_max(
     if dtype == "int8":
         return (-64, 63, False) if reduce_range else (-128, 127, False)
     return (0, 127, False) if reduce_range else (0, 255, False)
+
+
+def reject_unknown_kwargs(observer: object, kwargs: dict[str, Any]) -> None:
+    """torch's observers raise TypeError on keyword arguments they do not know; so do these."""
+    unknown = sorted(set(kwargs) - {"factory_kwargs"})
+    if unknown:
+        raise TypeError(f"{type(observer).__name__} got unexpected keyword argument(s): {', '.join(unknown)}")
+
+
+def averaging_constant_value(value: Any) -> float:
+    """The moving-average weight c of m += c * (batch_m - m): a real number in (0, 1]."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"averaging_constant must be a real number, got {type(value).__name__}")
+    if not 0 < float(value) <= 1:
+        raise ValueError(f"averaging_constant must be in (0, 1], got {value!r}")
+    return float(value)
 
 
 class ObserverBase:
@@ -161,6 +177,7 @@ class MinMaxObserver(ObserverBase):
         is_dynamic: bool = False,
         **kwargs: Any,
     ) -> None:
+        reject_unknown_kwargs(self, kwargs)
         super().__init__(dtype, qscheme, reduce_range, quant_min, quant_max, factory_kwargs, eps, is_dynamic)
         self.reset()
 
@@ -200,7 +217,8 @@ class MovingAverageMinMaxObserver(MinMaxObserver):
                 "MovingAverageMinMaxObserver doesn't support dynamic quantization for "
                 f"averaging constant of {averaging_constant}"
             )
-        self.averaging_constant = float(averaging_constant)
+        reject_unknown_kwargs(self, kwargs)
+        self.averaging_constant = averaging_constant_value(averaging_constant)
         super().__init__(dtype, qscheme, reduce_range, quant_min, quant_max, None, eps, is_dynamic)
 
     def observe(self, x: np.ndarray) -> None:
@@ -233,6 +251,7 @@ class PerChannelMinMaxObserver(ObserverBase):
         is_dynamic: bool = False,
         **kwargs: Any,
     ) -> None:
+        reject_unknown_kwargs(self, kwargs)
         super().__init__(dtype, qscheme, reduce_range, quant_min, quant_max, factory_kwargs, eps, is_dynamic)
         self.ch_axis = V.int_scalar(ch_axis, "ch_axis")
         self.reset()
@@ -291,7 +310,8 @@ class MovingAveragePerChannelMinMaxObserver(PerChannelMinMaxObserver):
                 "MovingAveragePerChannelMinMaxObserver doesn't support dynamic quantization "
                 f"for averaging constant of {averaging_constant}"
             )
-        self.averaging_constant = float(averaging_constant)
+        reject_unknown_kwargs(self, kwargs)
+        self.averaging_constant = averaging_constant_value(averaging_constant)
         super().__init__(ch_axis, dtype, qscheme, reduce_range, quant_min, quant_max, None, eps, is_dynamic)
 
     def _update(self, cur_min: np.ndarray, cur_max: np.ndarray) -> None:
@@ -319,8 +339,13 @@ def histc(x: np.ndarray, bins: int, lo: Any, hi: Any) -> np.ndarray:
             return counts.astype(_F32)
         # some quotient has no bin (a range wider than float32): the NumPy code below raises as before
     x = x[(x >= lo) & (x <= hi)]
-    pos = ((x - lo) * _F32(bins) / (hi - lo)).astype(np.int64)
-    return np.bincount(np.minimum(pos, bins - 1), minlength=bins).astype(_F32)
+    with np.errstate(over="ignore", invalid="ignore"):
+        pos = (x - lo) * _F32(bins) / (hi - lo)
+    exact = np.isfinite(pos)
+    if not exact.all():  # float32 overflowed (a range near float32's max): the same ratio in float64
+        wide = (x.astype(np.float64) - np.float64(lo)) * bins / (np.float64(hi) - np.float64(lo))
+        pos = np.where(exact, pos, wide)
+    return np.bincount(np.clip(pos, 0, bins - 1).astype(np.int64), minlength=bins).astype(_F32)
 
 
 def min_max(x: np.ndarray) -> tuple[Any, Any]:
@@ -365,6 +390,7 @@ class HistogramObserver(ObserverBase):
         is_dynamic: bool = False,
         **kwargs: Any,
     ) -> None:
+        reject_unknown_kwargs(self, kwargs)
         super().__init__(dtype, qscheme, reduce_range, quant_min, quant_max, factory_kwargs, eps, is_dynamic)
         self.bins = V.int_scalar(bins, "bins")
         if self.bins < 1:
@@ -373,6 +399,12 @@ class HistogramObserver(ObserverBase):
         self.reset()
 
     _state = ("min_val", "max_val", "histogram")
+
+    def __call__(self, x: Any) -> Any:
+        with np.errstate(over="ignore", invalid="ignore"):  # ranges near float32's max overflow to inf, as in torch
+            return super().__call__(x)
+
+    forward = __call__
 
     def reset(self) -> None:
         self.histogram = np.zeros(self.bins, _F32)
@@ -470,7 +502,13 @@ class HistogramObserver(ObserverBase):
     def calculate_qparams(self) -> QParams:
         if self.min_val == np.inf and self.max_val == -np.inf:
             return self._qparams(np.zeros(0, _F32), np.zeros(0, _F32))
-        new_min, new_max = self._search_range()
+        with np.errstate(over="ignore", invalid="ignore"):  # float32 errors of huge ranges saturate to inf
+            if not np.isfinite(self.max_val - self.min_val):
+                raise ValueError(
+                    f"the observed range [{self.min_val}, {self.max_val}] is wider than float32's largest value: "
+                    "no float32 scale covers it"
+                )
+            new_min, new_max = self._search_range()
         return self._qparams(np.asarray(new_min), np.asarray(new_max))
 
     def __repr__(self) -> str:

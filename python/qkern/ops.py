@@ -6,7 +6,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _backend, reference
+from . import _backend, overflow, reference
 from . import _checks as V
 from . import _conv_checks as C
 from . import _marshal as M
@@ -22,10 +22,12 @@ def gemm(
     bias: np.ndarray | None = None,
     requant: Requant | None = None,
     out: np.ndarray | None = None,
+    check_overflow: bool = False,
 ) -> np.ndarray:
     """C[M,N] = sum_k (a[m,k] - a_zero_point) * (b[k,n] - b_zero_point[n]) + bias[n], exact int32.
 
     a, b: uint8/int8 in any combination. Returns int32 when `requant` is None, else `requant.dtype`.
+    check_overflow=True: a RuntimeWarning when an accumulator wrapped (see `qkern.max_safe_k`).
     """
     a = V.quant_array(a, "a", 2)
     b = V.quant_array(b, "b", 2)
@@ -37,6 +39,8 @@ def gemm(
     bias = V.bias(bias, n)
     requant = M.checked_requant(requant, n)
     out = M.checked_out(out, (a.shape[0], n), requant, (a, b, bias))
+    if check_overflow:
+        overflow.check_gemm(a, b, za, zb, bias)
     if _backend.get_backend() == "reference":
         out[...] = reference.gemm(a, b, za, zb, bias, requant)
         return out
@@ -63,16 +67,20 @@ def conv3x3(
     bias: np.ndarray | None = None,
     requant: Requant | None = None,
     out: np.ndarray | None = None,
+    check_overflow: bool = False,
 ) -> np.ndarray:
     """NHWC 3x3 convolution: x[N,H,W,C], w[O,3,3,C] -> [N,OH,OW,O], OH = (H + 2*padding - 3)//stride + 1.
 
     Padding reads as x_zero_point (real 0). stride 1 or 2, padding 0 or 1.
+    check_overflow=True: a RuntimeWarning when an accumulator wrapped (see `qkern.max_safe_k`).
     """
     w, stride, padding = C.conv3x3_layer(w, stride, padding)
     x, spatial = C.conv3x3_input(x, w.shape[3], stride, padding)
     o = w.shape[0]
     xz, wz, bias, requant = _conv_common(V.qname(x), w, x_zero_point, w_zero_point, bias, requant, o)
     out = M.checked_out(out, (*spatial, o), requant, (x, w, bias))
+    if check_overflow:
+        overflow.check_conv3x3(x, w, stride, padding, xz, wz, bias)
     if _backend.get_backend() == "reference":
         out[...] = reference.conv3x3(x, w, stride, padding, xz, wz, bias, requant)
         return out
@@ -91,13 +99,19 @@ def conv_transpose2x2(
     bias: np.ndarray | None = None,
     requant: Requant | None = None,
     out: np.ndarray | None = None,
+    check_overflow: bool = False,
 ) -> np.ndarray:
-    """2x2 stride-2 transposed convolution, NHWC: x[N,H,W,C], w[C,2,2,O] (IHWO) -> [N,2H,2W,O]."""
+    """2x2 stride-2 transposed convolution, NHWC: x[N,H,W,C], w[C,2,2,O] (IHWO) -> [N,2H,2W,O].
+
+    check_overflow=True: a RuntimeWarning when an accumulator wrapped (see `qkern.max_safe_k`).
+    """
     w = C.deconv2x2_layer(w)
     x, spatial = C.deconv2x2_input(x, w.shape[0])
     o = w.shape[3]
     xz, wz, bias, requant = _conv_common(V.qname(x), w, x_zero_point, w_zero_point, bias, requant, o)
     out = M.checked_out(out, (*spatial, o), requant, (x, w, bias))
+    if check_overflow:
+        overflow.check_conv_transpose2x2(x, w, xz, wz, bias)
     if _backend.get_backend() == "reference":
         out[...] = reference.conv_transpose2x2(x, w, xz, wz, bias, requant)
         return out

@@ -103,7 +103,15 @@ class QParams:
             and np.array_equal(self.zero_point, other.zero_point)
         )
 
-    __hash__ = None  # type: ignore[assignment]
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Rebuilt through the constructor: a pickled or deep-copied QParams is validated and read-only again.
+        return (QParams, (self.scale, self.zero_point, self.dtype, self.axis, self.qmin, self.qmax))
+
+    def __hash__(self) -> int:
+        # Consistent with __eq__: scales are finite and > 0 (no -0.0/NaN), so equal values have equal bytes.
+        scale = np.asarray(self.scale, dtype=_F32)
+        zp = np.asarray(self.zero_point, dtype=np.int64)
+        return hash((self.dtype, self.axis, self.qmin, self.qmax, scale.shape, scale.tobytes(), zp.tobytes()))
 
 
 def quant_range(

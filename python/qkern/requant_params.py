@@ -137,6 +137,19 @@ class Requant:
     def mode_code(self) -> int:
         return MODE_CODES[self.rounding]
 
+    def _key(self) -> tuple[Any, ...]:
+        shift = None if self.shift is None else (self.shift.shape, self.shift.tobytes())
+        mult = np.where(self.multiplier == 0, 0, self.multiplier).astype(self.multiplier.dtype)  # -0.0 == 0.0
+        m = (mult.dtype.str, mult.shape, mult.tobytes())
+        return (self.rounding, self.dtype, self.zero_point, self.qmin, self.qmax, m, shift)
+
+    def __eq__(self, other: object) -> bool:
+        """Value equality: same rounding, output range, zero point and per-channel parameters."""
+        return self._key() == other._key() if isinstance(other, Requant) else NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
     def __repr__(self) -> str:
         shift = "" if self.shift is None else f", shift={self.shift.tolist()!r}"
         return (

@@ -188,9 +188,9 @@ def bench_conv3x3(
         row["title"] = (
             f"conv3x3 N={n} {h}x{w} {c}->{o} stride={stride} pad={padding}  threads={threads} isa={row['isa']}"
         )
-        row["qkern_equals_reference"] = bool(np.array_equal(packed(x, x_zero_point=X_ZP), exact))
+        row["qkern_equals_reference"] = bool(np.array_equal(packed(x, x_zero_point=X_ZP, out=out), exact))
         impls: dict[str, Peer] = {"qkern": lambda p=packed, x=x, out=out: p(x, x_zero_point=X_ZP, out=out)}
-        checks = {"qkern": (lambda p=packed, x=x: p(x, x_zero_point=X_ZP), oracle)}
+        checks = {"qkern": (impls["qkern"], oracle)}  # the timed call itself, out= included
         peers: list = []
         w_oihw = wt.transpose(0, 3, 1, 2)
         if "torch" in compare:
@@ -235,9 +235,9 @@ def bench_deconv2x2(
         out = np.empty(exact.shape, np.uint8)
         row = _row("deconv2x2", (n, h, w, c, o), threads, 2.0 * n * h * w * 4 * o * c)
         row["title"] = f"conv_transpose2x2 N={n} {h}x{w} {c}->{o} stride=2  threads={threads} isa={row['isa']}"
-        row["qkern_equals_reference"] = bool(np.array_equal(packed(x, x_zero_point=X_ZP), exact))
+        row["qkern_equals_reference"] = bool(np.array_equal(packed(x, x_zero_point=X_ZP, out=out), exact))
         impls: dict[str, Peer] = {"qkern": lambda p=packed, x=x, out=out: p(x, x_zero_point=X_ZP, out=out)}
-        checks = {"qkern": (lambda p=packed, x=x: p(x, x_zero_point=X_ZP), oracle)}
+        checks = {"qkern": (impls["qkern"], oracle)}  # the timed call itself, out= included
         peers: list = []
         w_iohw = wt.transpose(0, 3, 1, 2)  # torch ConvTranspose2d weight [C, O, 2, 2]
         if "torch" in compare:

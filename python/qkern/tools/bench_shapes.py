@@ -6,6 +6,9 @@ import argparse
 import json
 import sys
 
+from .._constants import MAX_THREADS
+from . import argtypes
+
 # Fields of one line of a shapes file, per kind (benchmarks/shapes/<kind>.txt).
 SHAPE_FIELDS = {
     "gemm": ("M", "N", "K"),
@@ -37,16 +40,24 @@ def parse_shapes(text: str, kind: str = "gemm") -> list[tuple[int, ...]]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--shapes",
+        type=argtypes.shapes_file,
         help="file of shapes, one per line (# comments): gemm 'M N K', conv3x3 'N H W C O stride padding', "
         "deconv2x2 'N H W C O' (see benchmarks/shapes/); default: a small set",
     )
-    parser.add_argument("--repeat", type=int, default=20, help="timed repetitions per shape; the median is reported")
-    parser.add_argument("--threads", type=int, help="threads for qkern and every peer (default: qkern's setting)")
-    parser.add_argument("--isa", help="force a lower ISA path (see `qkern info`)")
+    parser.add_argument(
+        "--repeat", type=argtypes.positive_int, default=20, help="timed repetitions per shape; the median is reported"
+    )
+    parser.add_argument(
+        "--threads",
+        type=argtypes.int_in(1, MAX_THREADS),
+        help="threads for qkern and every peer (default: qkern's setting)",
+    )
+    parser.add_argument("--isa", type=argtypes.isa, help="force a lower ISA path (see `qkern info`)")
     parser.add_argument(
         "--compare",
         default="torch,onnxruntime,numpy",
-        help="comma-separated peers: torch, onnxruntime, numpy (missing ones are reported)",
+        type=argtypes.peers,
+        help="comma-separated peers: torch, onnxruntime, numpy, or none (missing ones are reported)",
     )
     parser.add_argument("--json", action="store_true", help="print results as JSON")
     parser.add_argument("--plot", metavar="FILE.png", help="also draw a bar chart (needs matplotlib: the plot extra)")

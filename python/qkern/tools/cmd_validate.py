@@ -7,10 +7,12 @@ import dataclasses
 import json
 import sys
 
+from . import argtypes
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--op", choices=["conv3x3", "deconv2x2", "all"], default="all", help="op to validate")
-    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument("--seed", type=argtypes.int_in(0), default=0, help="random seed")
     parser.add_argument("--no-ort", action="store_true", help="skip the ONNX Runtime comparison")
     parser.add_argument("--json", action="store_true", help="print the checks as JSON")
 

@@ -7,12 +7,14 @@ import time
 
 import numpy as np
 
+from . import argtypes
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--m", type=int, default=256, help="rows of x (default 256)")
-    parser.add_argument("--k", type=int, default=512, help="inner dimension (default 512)")
-    parser.add_argument("--n", type=int, default=256, help="output channels (default 256)")
-    parser.add_argument("--seed", type=int, default=0, help="random seed")
+    parser.add_argument("--m", type=argtypes.positive_int, default=256, help="rows of x (default 256)")
+    parser.add_argument("--k", type=argtypes.positive_int, default=512, help="inner dimension (default 512)")
+    parser.add_argument("--n", type=argtypes.positive_int, default=256, help="output channels (default 256)")
+    parser.add_argument("--seed", type=argtypes.int_in(0), default=0, help="random seed")
 
 
 def sqnr_db(ref: np.ndarray, approx: np.ndarray) -> float:
@@ -38,7 +40,8 @@ def main(args: argparse.Namespace) -> int:
     yq_p = calc_qparams(0.0, float(y.max()), "uint8")
     xq, wq = xq_p.quantize(x), wq_p.quantize(w)
     print(f"qkern demo: y = relu(x[{m},{k}] @ w[{k},{n}]), uint8 activations, per-channel int8 weights")
-    print(f"  native backend: {_backend.core is not None}; {info()['isa']}")
+    native = _backend.core is not None
+    print(f"  native backend: {info()['isa']}" if native else "  the C++ extension is missing: reference backend only")
     ok = True
     for rounding in ("gemmlowp", "single", "fp32"):
         rq = Requant.from_scales(xq_p.scale, wq_p.scale, yq_p.scale, yq_p.zero_point, rounding=rounding, relu=True)
@@ -51,7 +54,7 @@ def main(args: argparse.Namespace) -> int:
         ok &= exact
         sqnr = sqnr_db(y, yq_p.dequantize(yq))
         print(
-            f"  {rounding:<8}  SQNR vs float {sqnr:5.1f} dB   native == reference: {exact}   "
+            f"  {rounding:<8}  SQNR vs float {sqnr:5.1f} dB   native == reference: {exact if native else 'n/a'}   "
             f"{2 * m * k * n / dt / 1e9:7.2f} GOP/s"
         )
     return 0 if ok else 1
