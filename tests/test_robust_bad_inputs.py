@@ -37,6 +37,18 @@ gemm, conv, deconv, requantize, Requant, I32 = (
 PG = qkern.PackedGemm(S8)
 PC = qkern.PackedConv3x3(W3)
 PD = qkern.PackedConvTranspose2x2(W2)
+DL = qkern.DynamicLinear(np.ones((4, 3), np.float32), None)
+
+
+def _tiny_model() -> qkern.QuantizedModel:
+    """x[N, 3] -> Linear(3, 2): the smallest model with an integer step."""
+    from qkern.model import ModelBuilder
+
+    b = ModelBuilder()
+    x = b.input(qkern.QParams(0.1, 128, "uint8"), name="x")
+    w, wp = np.ones((2, 3), np.int8), qkern.QParams(0.05, 0, "int8")
+    b.output(b.linear(x, w, wp, None, qkern.QParams(0.2, 128, "uint8"), name="fc"), name="y")
+    return b.build()
 
 # Each bad-input class, one call per public function it applies to: (function, class, error, name, call).
 CASES: list[tuple[str, str, type, str, Callable[[], object]]] = [
@@ -181,6 +193,22 @@ CASES: list[tuple[str, str, type, str, Callable[[], object]]] = [
     ("PackedGemm.__call__", "views", ValueError, "overlap", lambda: (lambda buf: PG(buf[:32].reshape(4, 8), out=buf[16:64].view(I32).reshape(4, 3)))(np.zeros(128, np.uint8))),  # noqa: E501
     ("quantize", "empty", ValueError, "axis", lambda: qkern.quantize(np.zeros((0,), np.float32), np.ones(1), np.zeros(1, int), axis=1)),  # noqa: E501
     ("quantize", "NaN", ValueError, "NaN", lambda: qkern.quantize(np.array([np.nan], np.float32), 0.1, 0)),
+    # layout steps, dynamic Linear, model files and models
+    ("quantize_to_nhwc", "rank", ValueError, "x", lambda: qkern.quantize_to_nhwc(np.zeros((2, 3), np.float32), 0.1, 0)),
+    ("quantize_to_nhwc", "scale", ValueError, "scale", lambda: qkern.quantize_to_nhwc(np.zeros((1, 2, 3, 3), np.float32), -0.1, 0)),  # noqa: E501
+    ("quantize_to_nhwc", "zero point", ValueError, "zero_point", lambda: qkern.quantize_to_nhwc(np.zeros((1, 2, 3, 3), np.float32), 0.1, 300)),  # noqa: E501
+    ("dequantize_to_nchw", "dtype", TypeError, "q", lambda: qkern.dequantize_to_nchw(np.zeros((1, 2, 3, 3), np.int32), 0.1, 0)),  # noqa: E501
+    ("dequantize_to_nchw", "rank", ValueError, "q", lambda: qkern.dequantize_to_nchw(np.zeros((2, 3), np.uint8), 0.1, 0)),  # noqa: E501
+    ("dequantize_to_nchw", "scale", ValueError, "scale", lambda: qkern.dequantize_to_nchw(np.zeros((1, 2, 3, 3), np.uint8), 0.0, 0)),  # noqa: E501
+    ("DynamicLinear", "dtype", TypeError, "weight", lambda: qkern.DynamicLinear(np.zeros((4, 3), np.int8), None)),
+    ("DynamicLinear", "rank", ValueError, "weight", lambda: qkern.DynamicLinear(np.zeros(4, np.float32), None)),
+    ("DynamicLinear", "shape", ValueError, "bias", lambda: qkern.DynamicLinear(np.zeros((4, 3), np.float32), np.zeros(5, np.float32))),  # noqa: E501
+    ("DynamicLinear.__call__", "shape", ValueError, "x", lambda: DL(np.zeros((2, 5), np.float32))),
+    ("DynamicLinear.__call__", "dtype", TypeError, "x", lambda: DL(np.zeros((2, 3), np.int8))),
+    ("load", "type", TypeError, "path", lambda: qkern.load(123)),
+    ("QuantizedModel.__call__", "shape", ValueError, "input channels", lambda: _tiny_model()(np.ones((1, 4), np.float32))),  # noqa: E501
+    ("QuantizedModel.__call__", "dtype", TypeError, "floats", lambda: _tiny_model()(np.ones((1, 3), np.int32))),
+    ("QuantizedModel.__call__", "rank", ValueError, "4-D NCHW or 2-D", lambda: _tiny_model()(np.ones(3, np.float32))),
     # runtime controls
     ("set_isa", "name", ValueError, "isa", lambda: qkern.set_isa("sse9")),
     ("set_isa", "name", TypeError, "ISA", lambda: qkern.set_isa(2)),
@@ -200,6 +228,8 @@ def test_every_public_callable_is_in_the_matrix():
     covered = {c[0] for c in CASES}
     public = {n for n in qkern.__all__ if callable(getattr(qkern, n))}
     assert public - NO_INPUT - {c.split(".")[0] for c in covered} == set()
+    # A QuantizedModel is made by ModelBuilder / qkern.torch.convert / load; its call is what users feed.
+    assert {"QuantizedModel.__call__", "DynamicLinear.__call__"} <= covered
     packed = {n for n in public if n.startswith("Packed")}
     assert {f"{n}.__call__" for n in packed} <= covered
 

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 import qkern
 from conftest import rand_q
-from qkern import _backend, cli, reference
+from qkern import _backend, reference
 from qkern.calibration import Calibrator
 from qkern.observers import (
     HistogramObserver,
@@ -26,6 +26,7 @@ from qkern.observers import (
     MovingAveragePerChannelMinMaxObserver,
     PerChannelMinMaxObserver,
 )
+from qkern.tools import cli
 
 native = pytest.mark.skipif(_backend.core is None, reason="qkern._core is not built")
 COMPILED_ISAS = ("avx512vnni", "avx2", "scalar")
@@ -266,8 +267,8 @@ def test_missing_extension_warning_says_so():
                 if name == "qkern._core":
                     raise ModuleNotFoundError("No module named 'qkern._core'")
         sys.meta_path.insert(0, Block())
-        from qkern import cli
-        sys.exit(cli.main(["demo", "--m", "4", "--k", "8", "--n", "4"]))
+        from qkern.tools import cli
+        sys.exit(cli.main(["demo", "gemm", "--m", "4", "--k", "8", "--n", "4"]))
         """
     )
     assert r.returncode == 0, r.stderr
@@ -305,11 +306,11 @@ def test_huge_stride_0_views_fail_before_any_copy():
         ["bench", "gemm", "--isa", "bogus"],
         ["bench", "gemm", "--threads", "-3"],
         ["bench", "gemm", "--threads", "5000"],
-        ["demo", "--seed", "-1"],
+        ["demo", "gemm", "--seed", "-1"],
         ["bench", "gemm", "--repeat", "0"],
         ["bench", "gemm", "--compare", "bogus"],
-        ["demo", "--m", "0"],
-        ["demo", "--k", "x"],
+        ["demo", "gemm", "--m", "0"],
+        ["demo", "gemm", "--k", "x"],
         ["nosuchcommand"],
     ],
 )
