@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "qkern/isa.h"
+#include "qkern/quantize.h"
 #include "qkern/threadpool.h"
 
 namespace qk {
@@ -19,41 +20,22 @@ constexpr float kSmallScale = 6.1e-5f;
 // Elements of x below which the work stays on the calling thread.
 constexpr int64_t kParallelElements = int64_t{1} << 16;
 
-bool use_avx512() { return current_isa() == Isa::kAvx512Vnni; }
-
-bool use_avx2() {
-  static const bool fma = __builtin_cpu_supports("fma");
-  return fma && static_cast<int>(current_isa()) >= static_cast<int>(Isa::kAvx2);
-}
-
-// An empty row's range is [0, 0] (eq. (18) widens every range to contain 0 anyway).
+// The row kernels are the elementwise ones of the current ISA (quantize.h): eq. (4) and a min/max pass.
 void minmax(const float* x, int64_t n, float* mn, float* mx, bool* nan_free) {
-  if (n == 0) {
+  if (n == 0) {  // an empty row's range is [0, 0] (eq. (18) widens every range to contain 0 anyway)
     *mn = *mx = 0.0f;
     *nan_free = true;
     return;
   }
-  if (use_avx512()) return minmax_f32__avx512vnni(x, n, mn, mx, nan_free);
-  if (use_avx2()) return minmax_f32__avx2(x, n, mn, mx, nan_free);
-  float lo = INFINITY, hi = -INFINITY;
-  bool clean = true;
-  for (int64_t i = 0; i < n; ++i) {
-    clean = clean && !std::isnan(x[i]);
-    lo = std::fmin(lo, x[i]);
-    hi = std::fmax(hi, x[i]);
-  }
-  *mn = lo;
-  *mx = hi;
-  *nan_free = clean;
+  *nan_free = !elem_kernels(current_isa()).min_max(x, n, mn, mx);
 }
 
 void quantize_row(const float* x, int64_t n, const ActQParams& p, bool to_int8, uint8_t* q) {
   const float inv = 1.0f / p.scale, zp = static_cast<float>(p.zero_point);
-  if (use_avx512()) return quantize_f32__avx512vnni(x, n, inv, zp, p.qmin, p.qmax, to_int8, q);
-  if (use_avx2()) return quantize_f32__avx2(x, n, inv, zp, p.qmin, p.qmax, to_int8, q);
-  const float lo = static_cast<float>(p.qmin), hi = static_cast<float>(p.qmax);
-  for (int64_t i = 0; i < n; ++i)  // eq. (4): fmaf rounds once; clamping first commutes with rounding
-    q[i] = static_cast<uint8_t>(static_cast<int32_t>(std::nearbyint(std::fmin(std::fmax(std::fmaf(x[i], inv, zp), lo), hi))));
+  // The range was checked finite, so no NaN can come out of the row.
+  elem_kernels(current_isa())
+      .quantize_fma(x, n, inv, zp, static_cast<float>(p.qmin), static_cast<float>(p.qmax),
+                    to_int8 ? DType::kInt8 : DType::kUint8, q);
 }
 
 bool finite_range(float mn, float mx, bool nan_free) { return nan_free && std::isfinite(mn) && std::isfinite(mx); }

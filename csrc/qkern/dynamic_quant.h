@@ -25,16 +25,4 @@ ActQParams choose_dynamic_qparams(float min_val, float max_val, DynamicScheme sc
 void quantize_dynamic(const float* x, int64_t m, int64_t k, int64_t ldx, DynamicScheme scheme, bool per_row,
                       bool reduce_range, void* q, float* scale, int32_t* zero_point);
 
-// AVX2 + FMA kernels (csrc/kernels/avx2/dynamic_quant_avx2.cc).
-// The smallest and largest of x[0, n), and whether none is NaN.
-void minmax_f32__avx2(const float* x, int64_t n, float* min_val, float* max_val, bool* nan_free);
-// Eq. (4): q[i] = clamp(rne(fma_f32(x[i], inv, zp)), qmin, qmax) as uint8 or (to_int8) int8 bytes.
-void quantize_f32__avx2(const float* x, int64_t n, float inv, float zp, int32_t qmin, int32_t qmax, bool to_int8,
-                        uint8_t* q);
-
-// Their AVX-512 twins (csrc/kernels/avx512vnni/dynamic_quant_avx512vnni.cc), same contracts.
-void minmax_f32__avx512vnni(const float* x, int64_t n, float* min_val, float* max_val, bool* nan_free);
-void quantize_f32__avx512vnni(const float* x, int64_t n, float inv, float zp, int32_t qmin, int32_t qmax,
-                              bool to_int8, uint8_t* q);
-
 }  // namespace qk
