@@ -29,7 +29,11 @@ def test_validate_conv3x3_every_check_passes():
     failed = [c for c in checks if not c.ok]
     assert not failed, failed
     exact = [c for c in checks if c.must_equal]
-    assert exact and all(c.max_diff == 0 and c.frac_equal == 1.0 for c in exact)
+    assert all(c.max_diff == 0 and c.frac_equal == 1.0 for c in exact)
+    if validate.PEERS_EXACT:
+        assert exact
+    else:  # the peers' saturating AVX2 paths: qkern stays within 1 LSB of the float op (checked above)
+        assert all(c.saturating_peer for c in checks if "quantized" in c.oracle or "QLinear" in c.oracle)
 
 
 def test_validate_deconv2x2_qkern_checks_pass():

@@ -19,6 +19,21 @@ DECONV_CASES = [(1, 5, 6, 16, 8), (2, 7, 5, 17, 65), (1, 14, 14, 64, 32), (3, 4,
 ENGINES = ("fbgemm", "onednn", "x86")
 
 
+def _cpu_has_vnni() -> bool:
+    """Whether torch's and ONNX Runtime's u8s8 kernels run VNNI here (exact int32 dot products). Without it
+    their AVX2 paths add u8*s8 pairs in saturating int16 (`vpmaddubsw`), so they are no exactness oracle."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read()
+    except OSError:
+        return False
+    return "avx512_vnni" in flags or "avx_vnni" in flags
+
+
+PEERS_EXACT = _cpu_has_vnni()
+SATURATION_NOTE = "this CPU lacks VNNI: the peer's AVX2 u8s8 path saturates int16 pair sums"
+
+
 @dataclass
 class Check:
     """One comparison: qkern (or a peer) against an oracle."""
@@ -32,9 +47,12 @@ class Check:
     must_equal: bool  # exact equality required (else within 1 LSB)
     is_qkern: bool = True
     notes: list[str] = field(default_factory=list)
+    saturating_peer: bool = False  # the oracle may saturate (SATURATION_NOTE): agreement on >= 99% is asked
 
     @property
     def ok(self) -> bool:
+        if self.saturating_peer:
+            return self.frac_equal >= 0.99
         return self.max_diff == 0 if self.must_equal else self.max_diff <= 1
 
 
@@ -82,6 +100,14 @@ def _torch_qweight(torch: Any, wq: np.ndarray, wp: QParams, axis: int) -> Any:
     return torch._make_per_channel_quantized_tensor(t, scales, torch.zeros(len(scales), dtype=torch.int64), axis)
 
 
+def _peer_check(case: str, oracle: str, max_diff: int, frac_equal: float) -> Check:
+    """qkern's fp32 mode against a quantized peer: exact where the peer computes exact int32 sums."""
+    if PEERS_EXACT:
+        return Check("conv3x3", case, "qkern fp32", oracle, max_diff, frac_equal, True)
+    return Check("conv3x3", case, "qkern fp32", oracle, max_diff, frac_equal, False, notes=[SATURATION_NOTE],
+                 saturating_peer=True)  # fmt: skip
+
+
 def validate_conv3x3(rng: np.random.Generator, *, ort: bool = True) -> list[Check]:
     torch = _torch()
     checks: list[Check] = []
@@ -113,12 +139,12 @@ def validate_conv3x3(rng: np.random.Generator, *, ort: bool = True) -> list[Chec
                 yt = torch.ops.quantized.conv2d(xt, packed, float(yp.scale), yp.zero_point)
                 ref = yt.int_repr().permute(0, 2, 3, 1).numpy()
                 md, fe = _compare(got, ref)
-                checks.append(Check("conv3x3", case, "qkern fp32", f"torch quantized conv2d ({engine})", md, fe, True))
+                checks.append(_peer_check(case, f"torch quantized conv2d ({engine})", md, fe))
             if ort:
                 ref = _ort_qlinearconv(xq, xp, wq, wp, yp, stride, pad)
                 if ref is not None:
                     md, fe = _compare(got, ref)
-                    checks.append(Check("conv3x3", case, "qkern fp32", "onnxruntime QLinearConv", md, fe, True))
+                    checks.append(_peer_check(case, "onnxruntime QLinearConv", md, fe))
     return checks
 
 
