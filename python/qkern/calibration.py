@@ -12,7 +12,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _validate as V
+from . import _checks as V
 from .observers import as_float32, min_max, native_core
 from .qparams import QParams, calc_qparams
 

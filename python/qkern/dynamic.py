@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from . import _backend
-from . import _validate as V
+from . import _checks as V
 from . import dynamic_reference as R
 from .qparams import QParams, calc_qparams
 

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from . import _backend
-from . import _validate as V
+from . import _checks as V
 from .qparams import QParams, observer_qparams
 
 _F32 = np.float32

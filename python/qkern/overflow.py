@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from . import _validate as V
+from . import _checks as V
 from . import reference
 
 INT32_MIN, INT32_MAX = -(2**31), 2**31 - 1

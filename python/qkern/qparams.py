@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from . import _backend
-from . import _validate as V
+from . import _checks as V
 
 _F32 = np.float32
 _F32_DTYPE = np.dtype(np.float32)

@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import _validate as V
+from .. import _checks as V
 from ..packed import PackedGemm
 from ..packed_conv import PackedConv3x3, PackedConvTranspose2x2
 from ..qparams import QParams
