@@ -9,7 +9,7 @@ import qkern
 from conftest import rand_q
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from qkern import dynamic_reference as R
+from qkern.reference import dynamic as R
 
 # (M, K, N): M = 0/1, K not a multiple of any k-group (2 on avx2, 4 on avx512vnni), N across panel edges,
 # and one case large enough for the two-thread split.

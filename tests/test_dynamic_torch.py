@@ -9,8 +9,8 @@ import warnings
 import numpy as np
 import pytest
 import qkern
-from qkern import dynamic_reference as R
 from qkern.qconfig import default_dynamic_qconfig, per_channel_dynamic_qconfig
+from qkern.reference import dynamic as R
 
 torch = pytest.importorskip("torch")
 import qkern.torch  # noqa: E402  (needs torch)

@@ -200,3 +200,35 @@ def requant_modes() -> dict[str, int]: ...
 max_threads: int
 
 def vnni_probe_seconds(iterations: int) -> float: ...
+
+# Dynamic quantization (csrc/bindings/register_dynamic.cc): scheme 0 = uint8 affine, 1 = int8 symmetric.
+def quantize_dynamic(
+    x: npt.NDArray[np.float32], scheme: int, per_row: bool, reduce_range: bool
+) -> tuple[npt.NDArray[Any], npt.NDArray[np.float32], npt.NDArray[np.int32]]: ...
+def choose_dynamic_qparams(min_val: float, max_val: float, scheme: int, reduce_range: bool) -> tuple[float, int]: ...
+
+class DynamicGemm:
+    def __init__(
+        self,
+        b: npt.NDArray[np.int8],
+        b_zero_point: npt.NDArray[np.int32],
+        weight_scale: npt.NDArray[np.float32],
+        bias: npt.NDArray[np.float32] | None,
+    ) -> None: ...
+    def run(
+        self, x: npt.NDArray[np.float32], scheme: int, per_row: bool, reduce_range: bool, out: npt.NDArray[np.float32]
+    ) -> None: ...
+    def run_quantized(
+        self,
+        a: npt.NDArray[Any],
+        a_scale: npt.NDArray[np.float32],
+        a_zero_point: npt.NDArray[np.int32],
+        per_row: bool,
+        out: npt.NDArray[np.float32],
+    ) -> None: ...
+    @property
+    def isa(self) -> str: ...
+    @property
+    def k(self) -> int: ...
+    @property
+    def n(self) -> int: ...

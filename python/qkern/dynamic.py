@@ -11,8 +11,8 @@ import numpy as np
 
 from . import _backend
 from . import _checks as V
-from . import dynamic_reference as R
 from .qparams import QParams, calc_qparams
+from .reference import dynamic as R
 
 _F32 = np.float32
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .qparams import _fma_to_f32
+from ..qparams import _fma_to_f32
 
 _F32 = np.float32
 # torch's floor on a dynamic scale (quant_utils' SMALL_SCALE_THRESHOLD), part of eq. (18).
