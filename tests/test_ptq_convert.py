@@ -55,27 +55,55 @@ def _check_layers_equal_public_kernels(prepared, qmodel, x):
         module = plan.modules[str(node.target)]
         w, w_qp, bias = plan.weight(module, kind)  # output channel first, torch layout otherwise
         bias_q = quantize_bias(bias, in_qp.scale, w_qp.scale, w.shape[0])
-        base = qkern.Requant.from_scales(in_qp.scale, w_qp.scale, out_qp.scale, out_qp.zero_point,
-                                         dtype=out_qp.dtype, rounding="fp32")
-        rq = qkern.Requant(base.multiplier, None, out_qp.zero_point, dtype=out_qp.dtype, qmin=out_qp.qmin,
-                           qmax=out_qp.qmax, rounding="fp32")
+        base = qkern.Requant.from_scales(
+            in_qp.scale, w_qp.scale, out_qp.scale, out_qp.zero_point, dtype=out_qp.dtype, rounding="fp32"
+        )
+        rq = qkern.Requant(
+            base.multiplier,
+            None,
+            out_qp.zero_point,
+            dtype=out_qp.dtype,
+            qmin=out_qp.qmin,
+            qmax=out_qp.qmax,
+            rounding="fp32",
+        )
         xz, wz = int(in_qp.zero_point), w_qp.zero_point
         if kind == "conv" and module.kernel_size[0] == 3:
-            expect = qkern.conv3x3(x_int, np.ascontiguousarray(w.transpose(0, 2, 3, 1)), stride=module.stride[0],
-                                   padding=module.padding[0], x_zero_point=xz, w_zero_point=wz, bias=bias_q,
-                                   requant=rq)
+            expect = qkern.conv3x3(
+                x_int,
+                np.ascontiguousarray(w.transpose(0, 2, 3, 1)),
+                stride=module.stride[0],
+                padding=module.padding[0],
+                x_zero_point=xz,
+                w_zero_point=wz,
+                bias=bias_q,
+                requant=rq,
+            )
         elif kind == "conv":
             s = module.stride[0]
             a = np.ascontiguousarray(x_int[:, ::s, ::s, :])
-            flat = qkern.gemm(a.reshape(-1, a.shape[-1]), np.ascontiguousarray(w[:, :, 0, 0].T), a_zero_point=xz,
-                              b_zero_point=wz, bias=bias_q, requant=rq)
+            flat = qkern.gemm(
+                a.reshape(-1, a.shape[-1]),
+                np.ascontiguousarray(w[:, :, 0, 0].T),
+                a_zero_point=xz,
+                b_zero_point=wz,
+                bias=bias_q,
+                requant=rq,
+            )
             expect = flat.reshape(*a.shape[:3], -1)
         elif kind == "deconv":
-            expect = qkern.conv_transpose2x2(x_int, np.ascontiguousarray(w.transpose(1, 2, 3, 0)), x_zero_point=xz,
-                                             w_zero_point=wz, bias=bias_q, requant=rq)
+            expect = qkern.conv_transpose2x2(
+                x_int,
+                np.ascontiguousarray(w.transpose(1, 2, 3, 0)),
+                x_zero_point=xz,
+                w_zero_point=wz,
+                bias=bias_q,
+                requant=rq,
+            )
         else:  # the Linear's input is a flatten of a [N, C, 1, 1] pool here: both column orders agree
-            expect = qkern.gemm(x_int, np.ascontiguousarray(w.T), a_zero_point=xz, b_zero_point=wz, bias=bias_q,
-                                requant=rq)
+            expect = qkern.gemm(
+                x_int, np.ascontiguousarray(w.T), a_zero_point=xz, b_zero_point=wz, bias=bias_q, requant=rq
+            )
         np.testing.assert_array_equal(acts[name], expect, err_msg=name)
         checked += 1
     return checked

@@ -297,11 +297,20 @@ def test_requant_rounding_is_selectable(rounding):
     flat = w.reshape(3, -1)
     w_qp = qkern.calc_qparams(flat.min(1), flat.max(1), "int8", symmetric=True)
     w_q = w_qp.quantize(w.reshape(3, -1)).reshape(w.shape)
-    bias = np.rint(prepared.conv.bias.detach().numpy().astype(np.float64)
-                   / (np.float64(in_qp.scale) * w_qp.scale.astype(np.float64))).astype(np.int32)
+    bias = np.rint(
+        prepared.conv.bias.detach().numpy().astype(np.float64)
+        / (np.float64(in_qp.scale) * w_qp.scale.astype(np.float64))
+    ).astype(np.int32)
     base = qkern.Requant.from_scales(in_qp.scale, w_qp.scale, out_qp.scale, out_qp.zero_point, rounding=rounding)
-    rq = qkern.Requant(base.multiplier, base.shift, out_qp.zero_point, qmin=out_qp.qmin, qmax=out_qp.qmax,
-                       rounding=rounding)
-    expect = qkern.conv3x3(acts["x"], np.ascontiguousarray(w_q.transpose(0, 2, 3, 1)), stride=2,
-                           x_zero_point=int(in_qp.zero_point), bias=bias, requant=rq)
+    rq = qkern.Requant(
+        base.multiplier, base.shift, out_qp.zero_point, qmin=out_qp.qmin, qmax=out_qp.qmax, rounding=rounding
+    )
+    expect = qkern.conv3x3(
+        acts["x"],
+        np.ascontiguousarray(w_q.transpose(0, 2, 3, 1)),
+        stride=2,
+        x_zero_point=int(in_qp.zero_point),
+        bias=bias,
+        requant=rq,
+    )
     np.testing.assert_array_equal(acts["relu"], expect)

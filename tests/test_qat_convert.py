@@ -35,9 +35,7 @@ def qat_digits(float_digits):
     for method in METHODS:
         torch.manual_seed(0)
         qat_model = qkern_torch.prepare_qat(model, method, weight_bits=4, act_bits=4)
-        trained[method] = zoo._train(
-            qat_model, data, F.cross_entropy, epochs=1, seed=0, lr=3e-3, progress=False
-        )
+        trained[method] = zoo._train(qat_model, data, F.cross_entropy, epochs=1, seed=0, lr=3e-3, progress=False)
     return trained, data
 
 
@@ -57,8 +55,11 @@ def test_converted_model_agrees_with_fake_quant(qat_digits, method):
     # Each QAT quantizer's output, as integers on its own grid, against the integer model's tensor there.
     x = data.x_test[:32]
     outputs = {}
-    hooks = [m.register_forward_hook(lambda mod, i, o, name=name: outputs.update({name: o}))
-             for name, m in qat_model.named_modules() if name.startswith("qat_quant_")]
+    hooks = [
+        m.register_forward_hook(lambda mod, i, o, name=name: outputs.update({name: o}))
+        for name, m in qat_model.named_modules()
+        if name.startswith("qat_quant_")
+    ]
     with torch.no_grad():
         qat_model(x)
     for h in hooks:

@@ -21,8 +21,22 @@ def test_demo_prints_the_table_and_writes_the_plot(tmp_path, capsys):
     demo_qat.add_arguments(parser)
     png = tmp_path / "qat.png"
     args = parser.parse_args(
-        ["--bits", "8", "--methods", "lsq", "dorefa", "--width", "4", "--float-epochs", "1", "--qat-epochs", "1",
-         "--no-progress", "--plot", str(png)]
+        [
+            "--bits",
+            "8",
+            "--methods",
+            "lsq",
+            "dorefa",
+            "--width",
+            "4",
+            "--float-epochs",
+            "1",
+            "--qat-epochs",
+            "1",
+            "--no-progress",
+            "--plot",
+            str(png),
+        ]
     )
     try:
         assert demo_qat.main(args) == 0

@@ -37,8 +37,9 @@ def test_per_tensor_equals_qkern_and_torch(rng, k, dtype, qscheme):
     lo, hi = (0, 2**k - 1) if dtype == "uint8" else (-(2 ** (k - 1)), 2 ** (k - 1) - 1)
     assert (qp.qmin, qp.qmax, qp.axis) == (lo, hi, None)
     xs = x.numpy()
-    expected = qkern.dequantize(qkern.quantize(xs, qp.scale, qp.zero_point, dtype, qmin=lo, qmax=hi),
-                                qp.scale, qp.zero_point)
+    expected = qkern.dequantize(
+        qkern.quantize(xs, qp.scale, qp.zero_point, dtype, qmin=lo, qmax=hi), qp.scale, qp.zero_point
+    )
     assert np.array_equal(out.detach().numpy(), expected)
     t = torch.fake_quantize_per_tensor_affine(x, float(qp.scale), int(qp.zero_point), lo, hi).numpy()
     differ = t != expected
@@ -112,10 +113,14 @@ def _hard(rng: np.random.Generator, scale: float, n: int) -> np.ndarray:
     """Exact ties of x / scale, their float32 neighbours, integers, wide values, infinities."""
     s32 = np.float32(scale)
     ties = ((rng.integers(-300, 300, n) + 0.5) * s32).astype(np.float32)
-    parts = [ties, np.nextafter(ties, np.float32(np.inf)), np.nextafter(ties, np.float32(-np.inf)),
-             (rng.integers(-300, 300, n) * s32).astype(np.float32),
-             (rng.standard_normal(n) * 100 * s32).astype(np.float32),
-             np.array([0.0, -0.0, np.inf, -np.inf, 3e38, -3e38, 1e-45], np.float32)]
+    parts = [
+        ties,
+        np.nextafter(ties, np.float32(np.inf)),
+        np.nextafter(ties, np.float32(-np.inf)),
+        (rng.integers(-300, 300, n) * s32).astype(np.float32),
+        (rng.standard_normal(n) * 100 * s32).astype(np.float32),
+        np.array([0.0, -0.0, np.inf, -np.inf, 3e38, -3e38, 1e-45], np.float32),
+    ]
     return np.concatenate(parts)
 
 

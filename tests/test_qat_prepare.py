@@ -61,8 +61,13 @@ def _train_steps(model: torch.nn.Module, rng: np.random.Generator, steps: int = 
 def test_quantizers_are_inserted_and_batchnorm_is_folded(method):
     gm = _prepare(method)
     kinds = [type(m).__name__ for name, m in gm.named_modules() if name.startswith("qat_quant_")]
-    act = {"fake_quant": "FakeQuantize", "dorefa": "DoReFaActivation", "pact": "PACT", "wrpn": "WRPNActivation",
-           "lsq": "LSQ"}[method]
+    act = {
+        "fake_quant": "FakeQuantize",
+        "dorefa": "DoReFaActivation",
+        "pact": "PACT",
+        "wrpn": "WRPNActivation",
+        "lsq": "LSQ",
+    }[method]
     # input, after ReLU 1, conv2's output (feeds the add), after the add's ReLU, after the pool, the logits
     assert kinds == ["FakeQuantize", act, "FakeQuantize", act, "FakeQuantize", "FakeQuantize"]
     assert isinstance(gm.conv1, qat_modules.QATConv2d) and isinstance(gm.fc, qat_modules.QATLinear)

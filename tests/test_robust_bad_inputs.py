@@ -50,6 +50,7 @@ def _tiny_model() -> qkern.QuantizedModel:
     b.output(b.linear(x, w, wp, None, qkern.QParams(0.2, 128, "uint8"), name="fc"), name="y")
     return b.build()
 
+
 # Each bad-input class, one call per public function it applies to: (function, class, error, name, call).
 CASES: list[tuple[str, str, type, str, Callable[[], object]]] = [
     # dtype

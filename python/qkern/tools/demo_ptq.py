@@ -34,8 +34,9 @@ def _metric_fn(kind: str, data: Any) -> Any:
     return lambda out: zoo.psnr(np.asarray(out), data.y_test)
 
 
-def _evaluate(name: str, model: Any, data: Any, kind: str, methods: tuple[str, ...], args: argparse.Namespace,
-              bar: Any) -> tuple[list[tuple[str, float, float, float]], dict[str, Any]]:
+def _evaluate(
+    name: str, model: Any, data: Any, kind: str, methods: tuple[str, ...], args: argparse.Namespace, bar: Any
+) -> tuple[list[tuple[str, float, float, float]], dict[str, Any]]:
     """Rows (label, metric, batch-1 ms, batch-32 ms; NaN where not timed) and the models made for plots."""
     import torch
 

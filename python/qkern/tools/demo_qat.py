@@ -27,8 +27,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--qat-epochs", type=int, default=4, help="epochs of QAT fine-tuning per model")
     parser.add_argument("--lr", type=float, default=1e-3, help="peak learning rate of QAT fine-tuning")
     parser.add_argument("--plot", default="qat_accuracy.png", help="PNG of accuracy vs bits ('' for none)")
-    parser.add_argument("--threads", type=int, default=1,
-                        help="torch threads (1: these small convolutions gain little from more threads)")
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch threads (1: these small convolutions gain little from more threads)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -85,11 +89,16 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         torch.manual_seed(args.seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # DoReFa weights at 8 bits: reported in the table
-            qat_model = prepare_qat(model, method, weight_bits=bits, act_bits=bits,
-                                    pact_alpha=4.0, pact_alpha_l2=1e-4)
+            qat_model = prepare_qat(model, method, weight_bits=bits, act_bits=bits, pact_alpha=4.0, pact_alpha_l2=1e-4)
         qat_model = zoo._train(
-            qat_model, data, lambda y, t, m=qat_model: loss_fn(y, t, m), epochs=args.qat_epochs, seed=args.seed,
-            lr=args.lr, desc=f"QAT {method} {bits}b", progress=progress,
+            qat_model,
+            data,
+            lambda y, t, m=qat_model: loss_fn(y, t, m),
+            epochs=args.qat_epochs,
+            seed=args.seed,
+            lr=args.lr,
+            desc=f"QAT {method} {bits}b",
+            progress=progress,
         )
         with torch.no_grad():
             fq_acc = zoo.accuracy(qat_model(data.x_test), data.y_test)
@@ -140,8 +149,9 @@ def plot(res: dict[str, Any], bits_list: list[int], methods: list[str], path: st
     for m in methods:
         (line,) = ax.plot(bits_list, [res["qat"][(m, b)][0] for b in bits_list], "-o", label=f"{m} fake-quant")
         ints = [res["qat"][(m, b)][1] for b in bits_list]
-        ax.plot(bits_list, [np.nan if v is None else v for v in ints], "--x", color=line.get_color(),
-                label=f"{m} integer")
+        ax.plot(
+            bits_list, [np.nan if v is None else v for v in ints], "--x", color=line.get_color(), label=f"{m} integer"
+        )
     ax.set_xlabel("bits (weights and activations)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_xticks(bits_list)

@@ -171,8 +171,14 @@ class _Converter:
             t = self._arg(v)
             if t.hwc_of is not None:  # an output flattened from a spatial tensor: back to torch's order
                 chw = t.hwc_of
-                t = _T(self.builder.float_op([t.ref], lambda a, chw=chw: _to_torch_order(a[0], chw), t.ref.qparams,
-                                             name=f"{v.name}_torch_order"))
+                t = _T(
+                    self.builder.float_op(
+                        [t.ref],
+                        lambda a, chw=chw: _to_torch_order(a[0], chw),
+                        t.ref.qparams,
+                        name=f"{v.name}_torch_order",
+                    )
+                )
             self.builder.output(t.ref, name=f"output_{i}" if len(items) > 1 else "output")
 
 

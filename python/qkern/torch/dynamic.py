@@ -136,4 +136,3 @@ def quantize_dynamic_numpy(
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     return DynamicSequential(_steps(model, qconfig or default_dynamic_qconfig, per_row, reduce_range))
-

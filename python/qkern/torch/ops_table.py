@@ -65,7 +65,7 @@ def _relu_kind(node: fx.Node, m: Any) -> str | None:
 
 
 def _conv_kind(m: nn.Module) -> str | None:
-    """"conv"/"deconv"/"linear" when qkern's kernels cover the module's configuration."""
+    """ "conv"/"deconv"/"linear" when qkern's kernels cover the module's configuration."""
     if isinstance(m, nn.Conv2d):
         ok_common = m.groups == 1 and tuple(m.dilation) == (1, 1) and m.padding_mode == "zeros"
         k, s, p = tuple(m.kernel_size), tuple(m.stride), m.padding

@@ -44,9 +44,7 @@ class _Reader:
         return next(self._items, None)
 
 
-def onnx_sessions(
-    model: nn.Module, calibration: Sequence[torch.Tensor], threads: int = 2
-) -> tuple[Any, Any]:
+def onnx_sessions(model: nn.Module, calibration: Sequence[torch.Tensor], threads: int = 2) -> tuple[Any, Any]:
     """(float32 session, int8 session) of ONNX Runtime: the model exported to ONNX, and quantize_static of it
     (QDQ format, per-channel int8 weights, uint8 activations, min-max calibration on the same batches)."""
     import onnxruntime as ort

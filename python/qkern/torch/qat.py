@@ -107,8 +107,12 @@ class FakeQuantize(nn.Module):
         self.ch_axis = int(ch_axis) if per_channel else None
         if per_channel:
             self.observer: Any = MovingAveragePerChannelMinMaxObserver(
-                averaging_constant=averaging_constant, ch_axis=int(ch_axis), dtype=dtype, qscheme=qscheme,
-                quant_min=qmin, quant_max=qmax,
+                averaging_constant=averaging_constant,
+                ch_axis=int(ch_axis),
+                dtype=dtype,
+                qscheme=qscheme,
+                quant_min=qmin,
+                quant_max=qmax,
             )
         else:
             self.observer = MovingAverageMinMaxObserver(
@@ -384,4 +388,3 @@ def qat_regularization(model: nn.Module) -> torch.Tensor:
     """Sum of the quantizers' penalties (PACT's L2 on alpha) to add to the training loss."""
     terms = [m.penalty() for m in model.modules() if isinstance(m, PACT)]
     return torch.stack(terms).sum() if terms else torch.zeros(())
-

@@ -231,4 +231,3 @@ class _FakeQuantSTE(torch.autograd.Function):
 def fake_quantize(x: torch.Tensor, qparams: QParams) -> torch.Tensor:
     """Fake quantization with qkern's exact quantize/dequantize and a straight-through gradient inside the range."""
     return _FakeQuantSTE.apply(x, qparams)
-

@@ -60,8 +60,9 @@ class _WeightQuantized:
             s_in = quant[0].qkern_qparams().scale
         except (RuntimeError, ValueError):  # no grid yet (nothing observed, step not initialised)
             return b
-        s = torch.as_tensor(np.float64(np.float32(s_in)) * np.asarray(w_step, np.float32).astype(np.float64),
-                            device=b.device)
+        s = torch.as_tensor(
+            np.float64(np.float32(s_in)) * np.asarray(w_step, np.float32).astype(np.float64), device=b.device
+        )
         q = torch.round(b.detach().double() / s).clamp(-(2.0**31), 2.0**31 - 1)
         return _BiasOnGrid.apply(b, (q * s).to(b.dtype))
 
@@ -100,8 +101,16 @@ class QATConv2d(_WeightQuantized, nn.Conv2d):
         self, conv: nn.Conv2d, weight_quant: nn.Module, bn: nn.BatchNorm2d | None = None, fold: str = "quantize"
     ) -> None:
         nn.Conv2d.__init__(
-            self, conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-            conv.dilation, conv.groups, conv.bias is not None, conv.padding_mode,
+            self,
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            conv.stride,
+            conv.padding,
+            conv.dilation,
+            conv.groups,
+            conv.bias is not None,
+            conv.padding_mode,
         )
         if fold not in ("quantize", "scale"):
             raise ValueError(f"fold must be 'quantize' or 'scale', got {fold!r}")
@@ -184,8 +193,17 @@ class QATConvTranspose2d(_WeightQuantized, nn.ConvTranspose2d):
 
     def __init__(self, conv: nn.ConvTranspose2d, weight_quant: nn.Module) -> None:
         nn.ConvTranspose2d.__init__(
-            self, conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
-            conv.output_padding, conv.groups, conv.bias is not None, conv.dilation, conv.padding_mode,
+            self,
+            conv.in_channels,
+            conv.out_channels,
+            conv.kernel_size,
+            conv.stride,
+            conv.padding,
+            conv.output_padding,
+            conv.groups,
+            conv.bias is not None,
+            conv.dilation,
+            conv.padding_mode,
         )
         self.weight = conv.weight
         self.bias = conv.bias

@@ -116,7 +116,10 @@ def prepare_qat(
     alpha_l2 = float(_option(options, "pact_alpha_l2", 0.0, lambda v: float(v) >= 0, ">= 0"))
     io_bits = _option(options, "io_bits", 8, lambda v: isinstance(v, int) and 2 <= v <= 8, "an int in [2, 8]")
     fold = _option(
-        options, "bn_fold", "quantize" if method == "fake_quant" else "scale", lambda v: v in ("quantize", "scale"),
+        options,
+        "bn_fold",
+        "quantize" if method == "fake_quant" else "scale",
+        lambda v: v in ("quantize", "scale"),
         "'quantize' or 'scale'",
     )
     if options:

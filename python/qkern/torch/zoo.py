@@ -157,9 +157,7 @@ def _train(
     return model.eval()
 
 
-def train_classifier(
-    seed: int = 0, epochs: int = 8, width: int = 8, progress: bool = True
-) -> tuple[DigitsNet, Split]:
+def train_classifier(seed: int = 0, epochs: int = 8, width: int = 8, progress: bool = True) -> tuple[DigitsNet, Split]:
     """A seeded DigitsNet trained on the digits split; returns the model (eval mode) and its data."""
     torch.manual_seed(seed)
     data = digits_classification(seed)
