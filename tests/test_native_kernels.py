@@ -1,5 +1,5 @@
-"""The native kernels equal the NumPy reference bit for bit: odd shapes, every operand type, zero point,
-per-channel weights, bias, batch > 1, every requant mode, int32 wrap-around."""
+"""The native kernels equal the NumPy reference bit for bit on every ISA and thread count: odd shapes, every
+operand type, zero point, per-channel weights, bias, batch > 1, every requant mode, int32 wrap-around."""
 
 from __future__ import annotations
 
@@ -12,7 +12,11 @@ from conftest import ODD_SIZES, QTYPES, rand_q, rand_zp
 from qkern import _backend
 from qkern.conv_shape import conv3x3_fits
 
-pytestmark = pytest.mark.skipif(_backend.core is None, reason="qkern._core is not built")
+# Every test runs on each available ISA x {1, 2} threads (conftest's isa_threads).
+pytestmark = [
+    pytest.mark.skipif(_backend.core is None, reason="qkern._core is not built"),
+    pytest.mark.usefixtures("isa_threads"),
+]
 
 
 def _requants(rng: np.random.Generator, channels: int) -> list[qkern.Requant | None]:
