@@ -87,13 +87,28 @@ class InputStep(Step):
         raise AssertionError("the model sizes input buffers")
 
 
-class Conv3x3Step(Step):
-    op = "conv2d"
+class _PackedStep(Step):
+    """A step that runs packed weights on its one input; `zp_arg` names the packed call's zero-point keyword."""
 
-    def __init__(self, *args: Any, packed: PackedConv3x3, in_zero_point: int) -> None:
+    zp_arg = ""
+
+    def __init__(self, *args: Any, packed: Any, in_zero_point: int) -> None:
         super().__init__(*args)
         self.packed = packed
         self.zp = in_zero_point
+
+    def bind(self, ins: list[np.ndarray], out: np.ndarray) -> RunFn:
+        packed, x, kwargs = self.packed, ins[0], {self.zp_arg: self.zp}
+        return lambda: packed(x, out=out, **kwargs)
+
+    def fast_fn(self, ins: list[np.ndarray], out: np.ndarray) -> RunFn | None:
+        return _direct(self.packed, ins[0], self.zp, out)
+
+
+class Conv3x3Step(_PackedStep):
+    op = "conv2d"
+    zp_arg = "x_zero_point"
+    packed: PackedConv3x3
 
     def out_shape(self, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
         (s,) = shapes
@@ -104,13 +119,6 @@ class Conv3x3Step(Step):
             raise ValueError(f"step {self.name!r}: input {s} is smaller than the 3x3 window")
         return (s[0], (s[1] + 2 * p - 3) // st + 1, (s[2] + 2 * p - 3) // st + 1, self.packed.out_channels)
 
-    def bind(self, ins: list[np.ndarray], out: np.ndarray) -> RunFn:
-        packed, x, zp = self.packed, ins[0], self.zp
-        return lambda: packed(x, x_zero_point=zp, out=out)
-
-    def fast_fn(self, ins: list[np.ndarray], out: np.ndarray) -> RunFn | None:
-        return _direct(self.packed, ins[0], self.zp, out)
-
 
 def _direct(packed: Any, x: np.ndarray, zp: int, out: np.ndarray) -> RunFn | None:
     """The packed weights' native run on planned buffers (contiguous, shapes checked once by the first run)."""
@@ -120,15 +128,14 @@ def _direct(packed: Any, x: np.ndarray, zp: int, out: np.ndarray) -> RunFn | Non
     return functools.partial(core.run, x, zp, out)
 
 
-class Conv1x1Step(Step):
+class Conv1x1Step(_PackedStep):
     """1x1 conv as a GEMM on the NHWC buffer viewed as [N*H*W, C]; stride 2 gathers every other pixel first."""
 
     op = "conv2d"
+    packed: PackedGemm
 
     def __init__(self, *args: Any, packed: PackedGemm, in_zero_point: int, stride: int) -> None:
-        super().__init__(*args)
-        self.packed = packed
-        self.zp = in_zero_point
+        super().__init__(*args, packed=packed, in_zero_point=in_zero_point)
         self.stride = stride
 
     def out_shape(self, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
@@ -172,13 +179,10 @@ class Conv1x1Step(Step):
         return run
 
 
-class Deconv2x2Step(Step):
+class Deconv2x2Step(_PackedStep):
     op = "conv_transpose2x2"
-
-    def __init__(self, *args: Any, packed: PackedConvTranspose2x2, in_zero_point: int) -> None:
-        super().__init__(*args)
-        self.packed = packed
-        self.zp = in_zero_point
+    zp_arg = "x_zero_point"
+    packed: PackedConvTranspose2x2
 
     def out_shape(self, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
         (s,) = shapes
@@ -186,34 +190,17 @@ class Deconv2x2Step(Step):
         self._need_channels(s, self.packed.in_channels)
         return (s[0], 2 * s[1], 2 * s[2], self.packed.out_channels)
 
-    def bind(self, ins: list[np.ndarray], out: np.ndarray) -> RunFn:
-        packed, x, zp = self.packed, ins[0], self.zp
-        return lambda: packed(x, x_zero_point=zp, out=out)
 
-    def fast_fn(self, ins: list[np.ndarray], out: np.ndarray) -> RunFn | None:
-        return _direct(self.packed, ins[0], self.zp, out)
-
-
-class LinearStep(Step):
+class LinearStep(_PackedStep):
     op = "linear"
-
-    def __init__(self, *args: Any, packed: PackedGemm, in_zero_point: int) -> None:
-        super().__init__(*args)
-        self.packed = packed
-        self.zp = in_zero_point
+    zp_arg = "a_zero_point"
+    packed: PackedGemm
 
     def out_shape(self, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
         (s,) = shapes
         self._need_ndim(s, 2)
         self._need_channels(s, self.packed.k)
         return (s[0], self.packed.n)
-
-    def bind(self, ins: list[np.ndarray], out: np.ndarray) -> RunFn:
-        packed, x, zp = self.packed, ins[0], self.zp
-        return lambda: packed(x, a_zero_point=zp, out=out)
-
-    def fast_fn(self, ins: list[np.ndarray], out: np.ndarray) -> RunFn | None:
-        return _direct(self.packed, ins[0], self.zp, out)
 
 
 class RescaleStep(Step):
@@ -224,9 +211,9 @@ class RescaleStep(Step):
     def __init__(self, *args: Any, in_qparams: QParams) -> None:
         super().__init__(*args)
         self.identity = same_grid(in_qparams, self.qparams)
-        m, sh = R.rescale_multiplier(in_qparams.scale, self.qparams.scale)
-        q = self.qparams
-        self.params = (int(in_qparams.zero_point), m, sh, int(q.zero_point), q.qmin, q.qmax, q.dtype)
+        self.params = _rescale_params(
+            in_qparams, R.rescale_multiplier(in_qparams.scale, self.qparams.scale), self.qparams
+        )
 
     def plan(self, ins: list[np.ndarray]) -> tuple[np.ndarray, RunFn | None]:
         if self.identity:
@@ -238,6 +225,14 @@ class RescaleStep(Step):
 
     def bind(self, ins: list[np.ndarray], out: np.ndarray) -> RunFn:
         return native.rescale_fn(ins[0], out, self.params)
+
+
+def _rescale_params(
+    in_qp: QParams, multiplier: tuple[int, int], out_qp: QParams
+) -> tuple[int, int, int, int, int, int, str]:
+    """The native rescale kernels' parameters: (in zero point, multiplier, shift, out zero point, qmin, qmax, dtype)."""
+    m, sh = multiplier
+    return (int(in_qp.zero_point), m, sh, int(out_qp.zero_point), out_qp.qmin, out_qp.qmax, out_qp.dtype)
 
 
 def same_grid(a: QParams, b: QParams) -> bool:
@@ -298,8 +293,7 @@ class CatStep(Step):
             if same_grid(p, q):
                 self.parts.append(None)
             else:
-                m, sh = R.rescale_multiplier(p.scale, q.scale)
-                self.parts.append((int(p.zero_point), m, sh, int(q.zero_point), q.qmin, q.qmax, q.dtype))
+                self.parts.append(_rescale_params(p, R.rescale_multiplier(p.scale, q.scale), q))
 
     def out_shape(self, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
         first = shapes[0]
@@ -351,9 +345,9 @@ class AvgPoolStep(Step):
         super().__init__(*args)
         self.in_qparams = in_qparams
         k = self.attrs["kernel_size"]
-        m, sh = R.avg_multiplier(in_qparams.scale, k * k, self.qparams.scale)
-        q = self.qparams
-        self.params = (int(in_qparams.zero_point), m, sh, int(q.zero_point), q.qmin, q.qmax, q.dtype)
+        self.params = _rescale_params(
+            in_qparams, R.avg_multiplier(in_qparams.scale, k * k, self.qparams.scale), self.qparams
+        )
 
     def out_shape(self, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
         (s,) = shapes
@@ -384,8 +378,7 @@ class GlobalAvgPoolStep(Step):
     def bind(self, ins: list[np.ndarray], out: np.ndarray) -> RunFn:
         x = ins[0]
         q, iq = self.qparams, self.in_qparams
-        m, sh = R.avg_multiplier(iq.scale, x.shape[1] * x.shape[2], q.scale)
-        params = (int(iq.zero_point), m, sh, int(q.zero_point), q.qmin, q.qmax, q.dtype)
+        params = _rescale_params(iq, R.avg_multiplier(iq.scale, x.shape[1] * x.shape[2], q.scale), q)
         return native.global_avg_pool_fn(x, out, params)
 
 
