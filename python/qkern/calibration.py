@@ -3,7 +3,7 @@
 `Calibrator(method=...)` is an observer (call it on each batch, then `calculate_qparams()`); memory is
 the histogram, never the batches. The histograms and searches follow ONNX Runtime's calibrators
 (onnxruntime.quantization.calibrate: percentile, "onnxruntime" entropy) and TensorRT's
-pytorch-quantization (MSE and "tensorrt" entropy), semantics.md A8.
+pytorch-quantization (MSE and "tensorrt" entropy), docs/peers.md P8.
 """
 
 from __future__ import annotations

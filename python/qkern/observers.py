@@ -1,5 +1,5 @@
 """Observers with torch 2.13's semantics, NumPy only: MinMax, MovingAverageMinMax, PerChannelMinMax,
-MovingAveragePerChannelMinMax and Histogram (semantics.md A2). Torch tensors are accepted as input.
+MovingAveragePerChannelMinMax and Histogram (docs/peers.md P2). Torch tensors are accepted as input.
 
 All range arithmetic is float32 in torch's order, so `calculate_qparams()` gives torch's scale bit for
 bit (MinMax family) or within float32 rounding of it (Histogram).

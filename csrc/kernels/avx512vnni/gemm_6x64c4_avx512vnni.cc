@@ -320,7 +320,7 @@ __attribute__((noinline)) void store_tile(const TileArgs& t, const int32_t* acc,
 #define QK_EACH_ROW(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7) M(8) M(9) M(10) M(11)
 
 // The microkernel: MR rows x (16*NV) columns, whole K in registers (named accumulators: GCC keeps
-// them in zmm registers, an array of them it spilled; see performance.md 3.11).
+// them in zmm registers, an array of them it spilled; docs/speed-design.md S3).
 // MR x 16*NV with MR * NV <= 24: 6 x 64 (NV = 4) for most outputs, 12 x 32 (NV <= 2) for N <= 32, where
 // a 6-row tile would leave half the accumulators idle and pay its per-tile costs twice as often.
 template <int MR, int NV, bool kFlip>
