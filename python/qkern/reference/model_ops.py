@@ -93,6 +93,15 @@ def pool_output_size(size: int, kernel: int, stride: int, padding: int) -> int:
     return (size + 2 * padding - kernel) // stride + 1
 
 
+def _windows(x: np.ndarray, kernel: int, stride: int, ho: int, wo: int) -> list[np.ndarray]:
+    """The kernel x kernel strided views of NHWC `x` whose element [n, i, j, c] is window (i, j)'s cell."""
+    return [
+        x[:, i : i + stride * (ho - 1) + 1 : stride, j : j + stride * (wo - 1) + 1 : stride, :]
+        for i in range(kernel)
+        for j in range(kernel)
+    ]
+
+
 def max_pool2d(q: np.ndarray, kernel: int, stride: int, padding: int) -> np.ndarray:
     """Max over kh x kw windows of NHWC integers; padded cells never win (eq. (M6))."""
     n, h, w, c = q.shape
@@ -101,10 +110,8 @@ def max_pool2d(q: np.ndarray, kernel: int, stride: int, padding: int) -> np.ndar
     padded = np.full((n, h + 2 * padding, w + 2 * padding, c), lowest, dtype=q.dtype)
     padded[:, padding : padding + h, padding : padding + w, :] = q
     out = np.full((n, ho, wo, c), lowest, dtype=q.dtype)
-    for i in range(kernel):
-        for j in range(kernel):
-            win = padded[:, i : i + stride * (ho - 1) + 1 : stride, j : j + stride * (wo - 1) + 1 : stride, :]
-            np.maximum(out, win, out=out)
+    for win in _windows(padded, kernel, stride, ho, wo):
+        np.maximum(out, win, out=out)
     return out
 
 
@@ -125,9 +132,8 @@ def avg_pool2d(
     ho, wo = pool_output_size(h, kernel, stride, 0), pool_output_size(w, kernel, stride, 0)
     acc = np.zeros((n, ho, wo, c), dtype=np.int64)
     centred = q.astype(np.int64) - in_zero_point
-    for i in range(kernel):
-        for j in range(kernel):
-            acc += centred[:, i : i + stride * (ho - 1) + 1 : stride, j : j + stride * (wo - 1) + 1 : stride, :]
+    for win in _windows(centred, kernel, stride, ho, wo):
+        acc += win
     return _finish(_mul(acc, multiplier, shift), out_zero_point, qmin, qmax, dtype)
 
 
