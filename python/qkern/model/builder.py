@@ -12,6 +12,7 @@ from ..packed import PackedGemm
 from ..packed_conv import PackedConv3x3, PackedConvTranspose2x2
 from ..qparams import QParams
 from ..reference import model_ops as R
+from ..requant import Requant
 from ..requant_params import ROUNDINGS
 from . import steps as S
 from .model import QuantizedModel
@@ -125,6 +126,28 @@ class ModelBuilder:
         if x.channels is not None and x.channels != c:
             raise ValueError(f"{what} expects {c} input channels but {x.name!r} has {x.channels}")
 
+    def _layer_args(
+        self,
+        x: TensorRef,
+        w: np.ndarray,
+        wq: QParams,
+        bias: Any,
+        out_qparams: Any,
+        in_channels: int,
+        op: str,
+        name: Any,
+        attrs: dict[str, Any],
+    ) -> tuple[tuple[Any, ...], Requant]:
+        """The checks and saved fields every weighted layer shares: output qparams, x's channels, the step's
+        name; returns the step's leading arguments (name, inputs, qparams, attrs, arrays) and its Requant."""
+        out = _act_qparams(out_qparams, "out_qparams")
+        self._check_channels(x, in_channels, op)
+        name = self._name(name, op)
+        rq = S.layer_requant(x.qparams, wq, out, self.rounding)
+        attrs = {**attrs, "w_qparams": qparams_to_json(wq)}
+        arrays = {"w": w} if bias is None else {"w": w, "bias": bias}
+        return (name, (x.index,), out, attrs, arrays), rq
+
     # -- steps ---------------------------------------------------------------------------------------
     def input(self, qparams: QParams, name: str | None = None) -> TensorRef:
         """A model input: float NCHW (or [N, F]) quantized with `qparams` into NHWC (or [N, F])."""
@@ -157,13 +180,8 @@ class ModelBuilder:
         w, wq, bias = self._weights(w_q, w_qparams, bias_q, 4, 0)
         if w.shape[1:3] != (k, k):
             raise ValueError(f"w_q must have shape (O, {k}, {k}, C) for kernel_size={k}, got {w.shape}")
-        out = _act_qparams(out_qparams, "out_qparams")
-        self._check_channels(x, w.shape[3], "conv2d")
-        name = self._name(name, "conv2d")
-        rq = S.layer_requant(x.qparams, wq, out, self.rounding)
-        attrs = {"kernel_size": k, "stride": st, "padding": p, "w_qparams": qparams_to_json(wq)}
-        arrays = {"w": w} if bias is None else {"w": w, "bias": bias}
-        args = (name, (x.index,), out, attrs, arrays)
+        attrs = {"kernel_size": k, "stride": st, "padding": p}
+        args, rq = self._layer_args(x, w, wq, bias, out_qparams, w.shape[3], "conv2d", name, attrs)
         zp = int(x.qparams.zero_point)
         step: S.Step
         if k == 3:
@@ -188,16 +206,9 @@ class ModelBuilder:
         w, wq, bias = self._weights(w_q, w_qparams, bias_q, 4, 3)
         if w.shape[1:3] != (2, 2):
             raise ValueError(f"w_q must have shape (C, 2, 2, O), got {w.shape}")
-        out = _act_qparams(out_qparams, "out_qparams")
-        self._check_channels(x, w.shape[0], "conv_transpose2x2")
-        name = self._name(name, "conv_transpose2x2")
-        rq = S.layer_requant(x.qparams, wq, out, self.rounding)
+        args, rq = self._layer_args(x, w, wq, bias, out_qparams, w.shape[0], "conv_transpose2x2", name, {})
         packed = PackedConvTranspose2x2(w, wq.zero_point, bias, rq)
-        attrs = {"w_qparams": qparams_to_json(wq)}
-        arrays = {"w": w} if bias is None else {"w": w, "bias": bias}
-        step = S.Deconv2x2Step(
-            name, (x.index,), out, attrs, arrays, packed=packed, in_zero_point=int(x.qparams.zero_point)
-        )
+        step = S.Deconv2x2Step(*args, packed=packed, in_zero_point=int(x.qparams.zero_point))
         return self._add(step, 4, w.shape[3])
 
     def linear(
@@ -212,14 +223,9 @@ class ModelBuilder:
         """Linear on x [N, F] with w_q [O, F] (torch layout)."""
         x = self._ref(x, "x", 2)
         w, wq, bias = self._weights(w_q, w_qparams, bias_q, 2, 0)
-        out = _act_qparams(out_qparams, "out_qparams")
-        self._check_channels(x, w.shape[1], "linear")
-        name = self._name(name, "linear")
-        rq = S.layer_requant(x.qparams, wq, out, self.rounding)
+        args, rq = self._layer_args(x, w, wq, bias, out_qparams, w.shape[1], "linear", name, {})
         gemm = PackedGemm(np.ascontiguousarray(w.T), wq.zero_point, bias, rq)
-        attrs = {"w_qparams": qparams_to_json(wq)}
-        arrays = {"w": w} if bias is None else {"w": w, "bias": bias}
-        step = S.LinearStep(name, (x.index,), out, attrs, arrays, packed=gemm, in_zero_point=int(x.qparams.zero_point))
+        step = S.LinearStep(*args, packed=gemm, in_zero_point=int(x.qparams.zero_point))
         return self._add(step, 2, w.shape[0])
 
     def add(self, x1: TensorRef, x2: TensorRef, out_qparams: QParams, name: str | None = None) -> TensorRef:
