@@ -15,10 +15,11 @@ import numpy as np
 
 from . import _backend
 from . import _checks as V
+from ._constants import FLOAT32_EPS
 from .qparams import QParams, observer_qparams
 
 _F32 = np.float32
-EPS_F32 = float(np.finfo(np.float32).eps)
+EPS_F32 = FLOAT32_EPS
 QSCHEMES = ("per_tensor_affine", "per_tensor_symmetric", "per_channel_affine", "per_channel_symmetric")
 
 

@@ -9,6 +9,7 @@ import numpy as np
 
 from . import _backend
 from . import _checks as V
+from ._constants import FLOAT32_EPS
 
 _F32 = np.float32
 _F32_DTYPE = np.dtype(np.float32)
@@ -145,7 +146,7 @@ def calc_qparams(
     bits: int = 8,
     reduce_range: bool = False,
     narrow_range: bool = False,
-    eps: float = 2.0**-23,
+    eps: float = FLOAT32_EPS,
     axis: int = 0,
 ) -> QParams:
     """Scale and zero point for the range [min_val, max_val], as torch's observers compute them (eqs. (2)-(3)).
@@ -171,7 +172,7 @@ def observer_qparams(
     *,
     symmetric: bool,
     customized: bool,
-    eps: float = 2.0**-23,
+    eps: float = FLOAT32_EPS,
     axis: int = 0,
 ) -> QParams:
     """torch's `_calculate_qparams` for a known integer range [qmin, qmax] (float32, torch's order).
