@@ -48,6 +48,16 @@ void require_out(const py::array& out, const std::vector<py::ssize_t>& shape) {
     if (out.shape(static_cast<py::ssize_t>(i)) != shape[i]) throw py::value_error("out has the wrong shape");
 }
 
+// a and b of one shape; out writeable, C-contiguous, of that shape, and overlapping neither.
+void require_pair_out(const py::array& a, const py::array& b, const py::array& out) {
+  const std::vector<py::ssize_t> shape(a.shape(), a.shape() + a.ndim());
+  if (b.ndim() != a.ndim() || !std::equal(shape.begin(), shape.end(), b.shape()))
+    throw py::value_error("a and b must have one shape");
+  require_out(out, shape);
+  check_out_disjoint(out, a);
+  check_out_disjoint(out, b);
+}
+
 int64_t pooled(int64_t size, int k, int stride, int pad) { return (size + 2 * pad - k) / stride + 1; }
 
 void rescale(const py::array& src, py::array dst, py::ssize_t col_offset, int32_t in_zp, int32_t mult,
@@ -74,12 +84,7 @@ void add(const py::array& a, const py::array& b, py::array out, int32_t z1, int3
   const DType at = quant_dtype(a, "a"), bt = quant_dtype(b, "b"), ot = quant_dtype(out, "out");
   require_c_contiguous(a, "a");
   require_c_contiguous(b, "b");
-  std::vector<py::ssize_t> shape(a.shape(), a.shape() + a.ndim());
-  if (b.ndim() != a.ndim() || !std::equal(shape.begin(), shape.end(), b.shape()))
-    throw py::value_error("a and b must have one shape");
-  require_out(out, shape);
-  check_out_disjoint(out, a);
-  check_out_disjoint(out, b);
+  require_pair_out(a, b, out);
   const RescaleParams p1 = rescale_params(at, ot, z1, m1, s1, out_zp, qmin, qmax);
   const RescaleParams p2 = rescale_params(bt, ot, z2, m2, s2, out_zp, qmin, qmax);
   const RescaleParams po = rescale_params(ot, ot, out_zp, mo, so, out_zp, qmin, qmax);
@@ -101,12 +106,7 @@ void pair_table(const py::array& a, const py::array& b, const py::array& table, 
   require_c_contiguous(table, "table");
   if (table.ndim() != 1 || table.shape(0) != 65536) throw py::value_error("table must have 65536 entries");
   if (quant_dtype(out, "out") != dtype_of(table, "table")) throw py::type_error("out must have table's dtype");
-  std::vector<py::ssize_t> shape(a.shape(), a.shape() + a.ndim());
-  if (b.ndim() != a.ndim() || !std::equal(shape.begin(), shape.end(), b.shape()))
-    throw py::value_error("a and b must have one shape");
-  require_out(out, shape);
-  check_out_disjoint(out, a);
-  check_out_disjoint(out, b);
+  require_pair_out(a, b, out);
   check_out_disjoint(out, table);
   const auto* pa = static_cast<const uint8_t*>(a.data());
   const auto* pb = static_cast<const uint8_t*>(b.data());
