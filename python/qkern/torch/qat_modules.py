@@ -49,6 +49,16 @@ class _WeightQuantized:
     weight_quant: nn.Module
     input_quant: list[nn.Module]
 
+    def _init_like(
+        self, cls: type[nn.Module], module: nn.Module, config: tuple[str, ...], weight_quant: nn.Module
+    ) -> None:
+        """Initialise as `cls` with the float `module`'s configuration (the attributes named in `config`, and
+        whether it has a bias), then take over its weight and bias parameters and set the weight quantizer."""
+        cls.__init__(self, **{k: getattr(module, k) for k in config}, bias=module.bias is not None)
+        self.weight = module.weight
+        self.bias = module.bias
+        self.weight_quant = weight_quant
+
     def _folded(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         return self.weight, self.bias
 
@@ -100,23 +110,19 @@ class QATConv2d(_WeightQuantized, nn.Conv2d):
     def __init__(
         self, conv: nn.Conv2d, weight_quant: nn.Module, bn: nn.BatchNorm2d | None = None, fold: str = "quantize"
     ) -> None:
-        nn.Conv2d.__init__(
-            self,
-            conv.in_channels,
-            conv.out_channels,
-            conv.kernel_size,
-            conv.stride,
-            conv.padding,
-            conv.dilation,
-            conv.groups,
-            conv.bias is not None,
-            conv.padding_mode,
-        )
         if fold not in ("quantize", "scale"):
             raise ValueError(f"fold must be 'quantize' or 'scale', got {fold!r}")
-        self.weight = conv.weight
-        self.bias = conv.bias
-        self.weight_quant = weight_quant
+        config = (
+            "in_channels",
+            "out_channels",
+            "kernel_size",
+            "stride",
+            "padding",
+            "dilation",
+            "groups",
+            "padding_mode",
+        )
+        self._init_like(nn.Conv2d, conv, config, weight_quant)
         self.bn = bn
         self.fold = fold
 
@@ -177,10 +183,7 @@ class QATLinear(_WeightQuantized, nn.Linear):
     """A Linear whose weight passes through `weight_quant`."""
 
     def __init__(self, linear: nn.Linear, weight_quant: nn.Module) -> None:
-        nn.Linear.__init__(self, linear.in_features, linear.out_features, linear.bias is not None)
-        self.weight = linear.weight
-        self.bias = linear.bias
-        self.weight_quant = weight_quant
+        self._init_like(nn.Linear, linear, ("in_features", "out_features"), weight_quant)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if self.training:
@@ -192,22 +195,18 @@ class QATConvTranspose2d(_WeightQuantized, nn.ConvTranspose2d):
     """A ConvTranspose2d whose weight (torch layout [C_in, C_out, kh, kw]) passes through `weight_quant`."""
 
     def __init__(self, conv: nn.ConvTranspose2d, weight_quant: nn.Module) -> None:
-        nn.ConvTranspose2d.__init__(
-            self,
-            conv.in_channels,
-            conv.out_channels,
-            conv.kernel_size,
-            conv.stride,
-            conv.padding,
-            conv.output_padding,
-            conv.groups,
-            conv.bias is not None,
-            conv.dilation,
-            conv.padding_mode,
+        config = (
+            "in_channels",
+            "out_channels",
+            "kernel_size",
+            "stride",
+            "padding",
+            "output_padding",
+            "groups",
+            "dilation",
+            "padding_mode",
         )
-        self.weight = conv.weight
-        self.bias = conv.bias
-        self.weight_quant = weight_quant
+        self._init_like(nn.ConvTranspose2d, conv, config, weight_quant)
 
     def forward(self, x: torch.Tensor, output_size: Any = None) -> torch.Tensor:
         if output_size is not None:
