@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import numpy as np
 import pytest
@@ -30,6 +30,15 @@ def _isa_threads(isa: str, threads: int) -> Iterator[None]:
     finally:
         qkern.set_isa(old[0])
         qkern.set_num_threads(old[1])
+
+
+def _check_every_isa(expect: np.ndarray, fill: Callable[[np.ndarray], object], *label: object) -> None:
+    """fill(out) into a fresh buffer of expect's shape and dtype on every ISA x thread count: each out == expect."""
+    for isa, t in ISA_THREADS:
+        with _isa_threads(isa, t):
+            out = np.empty(expect.shape, expect.dtype)
+            fill(out)
+            assert np.array_equal(out, expect), (*label, isa, t)
 
 
 def _q(rng: np.random.Generator, dtype: str, shape: tuple[int, ...]) -> np.ndarray:
@@ -95,11 +104,7 @@ def test_add(seed: int, s1: float, s2: float, so: float, d1: str, d2: str, do: s
     lo, hi = _range(rng, do)
     z1, z2, zo = _zp(rng, d1), _zp(rng, d2), _zp(rng, do)
     expect = R.add(a, z1, m1, sh1, b, z2, m2, sh2, mo, sho, zo, lo, hi, do)
-    for isa, t in ISA_THREADS:
-        with _isa_threads(isa, t):
-            out = np.empty(n, do)
-            core.model_add(a, b, out, z1, m1, sh1, z2, m2, sh2, mo, sho, zo, lo, hi)
-            assert np.array_equal(out, expect), (isa, t)
+    _check_every_isa(expect, lambda out: core.model_add(a, b, out, z1, m1, sh1, z2, m2, sh2, mo, sho, zo, lo, hi))
 
 
 @settings(max_examples=30, deadline=None)
@@ -117,11 +122,7 @@ def test_max_pool(seed: int, k: int, stride: int, dtype: str, data: st.DataObjec
     h, w = int(rng.integers(max(1, k - 2 * pad), 12)), int(rng.integers(max(1, k - 2 * pad), 12))
     x = _q(rng, dtype, (n, h, w, c))
     expect = R.max_pool2d(x, k, stride, pad)
-    for isa, t in ISA_THREADS:
-        with _isa_threads(isa, t):
-            out = np.empty(expect.shape, dtype)
-            core.model_max_pool(x, out, k, stride, pad)
-            assert np.array_equal(out, expect), (isa, t)
+    _check_every_isa(expect, lambda out: core.model_max_pool(x, out, k, stride, pad))
 
 
 @settings(max_examples=30, deadline=None)
@@ -143,11 +144,7 @@ def test_avg_pool(seed: int, k: int, stride: int, s_in: float, s_out: float, din
     lo, hi = _range(rng, dout)
     p = (_zp(rng, din), m, sh, _zp(rng, dout), lo, hi)
     expect = R.avg_pool2d(x, k, stride, *p, dout)
-    for isa, t in ISA_THREADS:
-        with _isa_threads(isa, t):
-            out = np.empty(expect.shape, dout)
-            core.model_avg_pool(x, out, k, stride, *p)
-            assert np.array_equal(out, expect), (isa, t)
+    _check_every_isa(expect, lambda out: core.model_avg_pool(x, out, k, stride, *p))
 
 
 @settings(max_examples=30, deadline=None)
@@ -160,11 +157,7 @@ def test_global_avg_pool(seed: int, s_in: float, s_out: float, din: str, dout: s
     lo, hi = _range(rng, dout)
     p = (_zp(rng, din), m, sh, _zp(rng, dout), lo, hi)
     expect = R.global_avg_pool(x, *p, dout)
-    for isa, t in ISA_THREADS:
-        with _isa_threads(isa, t):
-            out = np.empty(expect.shape, dout)
-            core.model_global_avg_pool(x, out, *p)
-            assert np.array_equal(out, expect), (isa, t)
+    _check_every_isa(expect, lambda out: core.model_global_avg_pool(x, out, *p))
 
 
 def test_extreme_multipliers_and_saturation() -> None:
@@ -174,11 +167,7 @@ def test_extreme_multipliers_and_saturation() -> None:
     for m, sh in ((0, 0), (2**31 - 1, 30), (2**31 - 1, -31), (1 << 30, 1), (1 << 30, -30), (12345, 17)):
         p = (-5, m, sh, 3, -100, 90)
         expect = R.rescale(x, *p, "int8")
-        for isa, t in ISA_THREADS:
-            with _isa_threads(isa, t):
-                out = np.empty_like(x)
-                core.model_rescale(x, out, 0, *p)
-                assert np.array_equal(out, expect), (m, sh, isa, t)
+        _check_every_isa(expect, lambda out, p=p: core.model_rescale(x, out, 0, *p), m, sh)
 
 
 def test_lut_and_requantize_steps_match_reference() -> None:
@@ -314,8 +303,6 @@ def test_add_extreme_output_multipliers() -> None:
             lo, hi = np.iinfo(do).min + 3, np.iinfo(do).max - 2
             args = (_zp(rng, d1), m1, sh1, _zp(rng, d2), 1 << 30, -2, mo, sho, int(rng.integers(lo, hi)), lo, hi)
             expect = R.add(a, args[0], m1, sh1, b, *args[3:], do)
-            for isa, t in ISA_THREADS:
-                with _isa_threads(isa, t):
-                    out = np.empty(n, do)
-                    core.model_add(a, b, out, *args)
-                    assert np.array_equal(out, expect), (m1, sh1, mo, sho, isa, t)
+            _check_every_isa(
+                expect, lambda out, a=a, b=b, args=args: core.model_add(a, b, out, *args), m1, sh1, mo, sho
+            )
