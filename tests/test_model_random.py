@@ -51,28 +51,12 @@ def _random_model(seed: int, ops: list[str], rounding: str) -> tuple[qkern.Quant
         }.get(op, hw)
         o = int(rng.integers(1, 9))
         bias = rng.integers(-300, 300, o).astype(np.int32) if rng.random() < 0.5 else None
-        if op.startswith("conv3"):
-            cur = b.conv2d(
-                cur,
-                _w(rng, (o, 3, 3, ch)),
-                _wq(rng, o),
-                bias,
-                _qp(rng, rng.random() < 0.5),
-                stride=2 if op.endswith("s2") else 1,
-                padding=1,
-            )
-            ch = o
-        elif op.startswith("conv1"):
-            cur = b.conv2d(
-                cur,
-                _w(rng, (o, 1, 1, ch)),
-                _wq(rng, o),
-                bias,
-                _qp(rng),
-                kernel_size=1,
-                stride=2 if op.endswith("s2") else 1,
-                padding=0,
-            )
+        if op.startswith("conv"):
+            k = 3 if op.startswith("conv3") else 1
+            w, wq = _w(rng, (o, k, k, ch)), _wq(rng, o)
+            out = _qp(rng, rng.random() < 0.5) if k == 3 else _qp(rng)  # a ReLU range drawn for 3x3 convs only
+            stride = 2 if op.endswith("s2") else 1
+            cur = b.conv2d(cur, w, wq, bias, out, kernel_size=k, stride=stride, padding=k // 2)
             ch = o
         elif op == "deconv":
             cur = b.conv_transpose2x2(cur, _w(rng, (ch, 2, 2, o)), _wq(rng, o), bias, _qp(rng))
