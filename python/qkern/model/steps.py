@@ -69,6 +69,14 @@ class Step:
         cheaper function for the same buffers that skips the public API's checks, or None."""
         return None
 
+    def _one_input(self, shapes: list[tuple[int, ...]], ndim: int, channels: int | None = None) -> tuple[int, ...]:
+        """The shape of the step's one input, checked for rank `ndim` and, when given, `channels` channels."""
+        (s,) = shapes
+        self._need_ndim(s, ndim)
+        if channels is not None:
+            self._need_channels(s, channels)
+        return s
+
     def _need_ndim(self, shape: tuple[int, ...], ndim: int) -> None:
         if len(shape) != ndim:
             raise ValueError(f"step {self.name!r} ({self.op}) needs a {ndim}-D input, got shape {shape}")
@@ -111,9 +119,7 @@ class Conv3x3Step(_PackedStep):
     packed: PackedConv3x3
 
     def out_shape(self, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
-        (s,) = shapes
-        self._need_ndim(s, 4)
-        self._need_channels(s, self.packed.in_channels)
+        s = self._one_input(shapes, 4, self.packed.in_channels)
         st, p = self.packed.stride, self.packed.padding
         if s[1] + 2 * p < 3 or s[2] + 2 * p < 3:
             raise ValueError(f"step {self.name!r}: input {s} is smaller than the 3x3 window")
@@ -139,9 +145,7 @@ class Conv1x1Step(_PackedStep):
         self.stride = stride
 
     def out_shape(self, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
-        (s,) = shapes
-        self._need_ndim(s, 4)
-        self._need_channels(s, self.packed.k)
+        s = self._one_input(shapes, 4, self.packed.k)
         st = self.stride
         return (s[0], (s[1] - 1) // st + 1, (s[2] - 1) // st + 1, self.packed.n)
 
@@ -185,9 +189,7 @@ class Deconv2x2Step(_PackedStep):
     packed: PackedConvTranspose2x2
 
     def out_shape(self, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
-        (s,) = shapes
-        self._need_ndim(s, 4)
-        self._need_channels(s, self.packed.in_channels)
+        s = self._one_input(shapes, 4, self.packed.in_channels)
         return (s[0], 2 * s[1], 2 * s[2], self.packed.out_channels)
 
 
@@ -197,9 +199,7 @@ class LinearStep(_PackedStep):
     packed: PackedGemm
 
     def out_shape(self, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
-        (s,) = shapes
-        self._need_ndim(s, 2)
-        self._need_channels(s, self.packed.k)
+        s = self._one_input(shapes, 2, self.packed.k)
         return (s[0], self.packed.n)
 
 
@@ -327,8 +327,7 @@ class MaxPoolStep(Step):
     op = "max_pool2d"
 
     def out_shape(self, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
-        (s,) = shapes
-        self._need_ndim(s, 4)
+        s = self._one_input(shapes, 4)
         k, st, p = self.attrs["kernel_size"], self.attrs["stride"], self.attrs["padding"]
         if min(s[1], s[2]) < 1 or s[1] + 2 * p < k or s[2] + 2 * p < k:
             raise ValueError(f"step {self.name!r}: input {s} is smaller than the {k}x{k} window")
@@ -350,8 +349,7 @@ class AvgPoolStep(Step):
         )
 
     def out_shape(self, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
-        (s,) = shapes
-        self._need_ndim(s, 4)
+        s = self._one_input(shapes, 4)
         k, st = self.attrs["kernel_size"], self.attrs["stride"]
         if s[1] < k or s[2] < k:
             raise ValueError(f"step {self.name!r}: input {s} is smaller than the {k}x{k} window")
@@ -369,8 +367,7 @@ class GlobalAvgPoolStep(Step):
         self.in_qparams = in_qparams
 
     def out_shape(self, shapes: list[tuple[int, ...]]) -> tuple[int, ...]:
-        (s,) = shapes
-        self._need_ndim(s, 4)
+        s = self._one_input(shapes, 4)
         if s[1] * s[2] > R.MAX_POOL_COUNT:
             raise ValueError(f"step {self.name!r}: a global pool over {s[1] * s[2]} pixels exceeds 2^23")
         return (s[0], 1, 1, s[3])
