@@ -16,6 +16,9 @@ from torch import nn
 from ..qparams import QParams
 from .qat import WeightGrid
 
+# The constructor keywords (besides bias) that Conv2d and ConvTranspose2d share, which a QAT copy takes over.
+_CONV_CONFIG = ("in_channels", "out_channels", "kernel_size", "stride", "padding", "dilation", "groups", "padding_mode")
+
 
 def _bn_scale(bn: nn.BatchNorm2d) -> torch.Tensor:
     """gamma / sqrt(running_var + eps): the per-channel factor a BatchNorm folds into the weight (docs/qat.md)."""
@@ -112,17 +115,7 @@ class QATConv2d(_WeightQuantized, nn.Conv2d):
     ) -> None:
         if fold not in ("quantize", "scale"):
             raise ValueError(f"fold must be 'quantize' or 'scale', got {fold!r}")
-        config = (
-            "in_channels",
-            "out_channels",
-            "kernel_size",
-            "stride",
-            "padding",
-            "dilation",
-            "groups",
-            "padding_mode",
-        )
-        self._init_like(nn.Conv2d, conv, config, weight_quant)
+        self._init_like(nn.Conv2d, conv, _CONV_CONFIG, weight_quant)
         self.bn = bn
         self.fold = fold
 
@@ -195,18 +188,7 @@ class QATConvTranspose2d(_WeightQuantized, nn.ConvTranspose2d):
     """A ConvTranspose2d whose weight (torch layout [C_in, C_out, kh, kw]) passes through `weight_quant`."""
 
     def __init__(self, conv: nn.ConvTranspose2d, weight_quant: nn.Module) -> None:
-        config = (
-            "in_channels",
-            "out_channels",
-            "kernel_size",
-            "stride",
-            "padding",
-            "output_padding",
-            "groups",
-            "dilation",
-            "padding_mode",
-        )
-        self._init_like(nn.ConvTranspose2d, conv, config, weight_quant)
+        self._init_like(nn.ConvTranspose2d, conv, (*_CONV_CONFIG, "output_padding"), weight_quant)
 
     def forward(self, x: torch.Tensor, output_size: Any = None) -> torch.Tensor:
         if output_size is not None:
