@@ -392,3 +392,10 @@ def test_epilogue_one_shift_form_every_isa(rng, isa_threads, cols):
         for zp, dtype, qmin, qmax in ((3, "int8", None, None), (100, "uint8", None, None), (9, "uint8", 9, 200)):
             rq = qkern.Requant(mult, shift, zp, dtype=dtype, qmin=qmin, qmax=qmax, rounding=rounding)
             _check(a, b, 128, 0, bias, rq, f"{rounding} zp={zp} {dtype} [{qmin}, {qmax}]")
+
+
+def test_out_argument_is_filled_and_returned(rng, isa_threads):
+    a, b = rand_q(rng, np.uint8, (5, 9)), rand_q(rng, np.int8, (9, 4))
+    out = np.full((5, 4), -1, np.int32)
+    assert qkern.gemm(a, b, out=out) is out
+    np.testing.assert_array_equal(out, qkern.reference.gemm(a, b))

@@ -18,7 +18,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 TOOL = ROOT / "tools" / "sanitize.py"
 # The files that drive every native path (GEMM, conv3x3, deconv2x2; each ISA; 1 and 2 threads).
-NATIVE_TESTS = ["tests/test_gemm_isa.py", "tests/test_conv_isa.py", "tests/test_native_kernels.py",
+NATIVE_TESTS = ["tests/test_gemm_isa.py", "tests/test_conv_isa.py", "tests/test_kernel_edges.py",
                 "tests/test_packed_conv.py", "tests/test_property_kernels.py",
                 "tests/test_robust_bad_inputs.py"]  # fmt: skip
 

@@ -1,6 +1,6 @@
 """Count accumulator spills in the VNNI microkernel's hot loop (docs/speed-design.md S3).
 
-Compiles csrc/kernels/avx512vnni/gemm_6x64c4_avx512vnni.cc to assembly with the build's flags, finds each
+Compiles the VNNI kernel files (the 6x64 and the 12x32 kernel) to assembly with the build's flags, finds each
 basic block that holds vpdpbusd instructions and jumps back (the k-loops of the tile variants; the K tail
 runs through the same loop body) and counts zmm loads/stores that address the stack there (the epilogue
 runs once per tile and is not counted). A correct build keeps all accumulators in registers: the count must be 0.
@@ -17,7 +17,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-SOURCE = ROOT / "csrc/kernels/avx512vnni/gemm_6x64c4_avx512vnni.cc"
+SOURCES = [ROOT / "csrc/kernels/avx512vnni" / f for f in ("gemm_6x64c4_avx512vnni.cc", "gemm_12x32c4_avx512vnni.cc")]
 FLAGS = [
     "-std=c++17",
     "-O3",
@@ -61,12 +61,13 @@ def main() -> int:
     p.add_argument("--verbose", action="store_true")
     p.add_argument("--extra-flag", action="append", default=[], help="extra compiler flag (tests use -O0)")
     args = p.parse_args()
+    blocks = []
     with tempfile.TemporaryDirectory() as d:
-        out = Path(d) / "kernel.s"
-        subprocess.run(
-            [args.cxx, *FLAGS, *args.extra_flag, f"-I{ROOT / 'csrc'}", "-S", "-o", str(out), str(SOURCE)], check=True
-        )
-        blocks = hot_blocks(out.read_text())
+        for source in SOURCES:
+            out = Path(d) / (source.stem + ".s")
+            cmd = [args.cxx, *FLAGS, *args.extra_flag, f"-I{ROOT / 'csrc'}", "-S", "-o", str(out), str(source)]
+            subprocess.run(cmd, check=True)
+            blocks += hot_blocks(out.read_text())
     n_dot = sum("vpdpbusd" in ln for b in blocks for ln in b)
     n_spill = spills(blocks)
     widest = max((sum("vpdpbusd" in ln for ln in b) for b in blocks), default=0)

@@ -5,9 +5,11 @@
 
 #include <algorithm>
 #include <string>
+#include <utility>
 
 #include "bindings/common.h"
 #include "qkern/isa.h"
+#include "qkern/kernel_list.h"
 #include "qkern/peak_probe.h"
 #include "qkern/threadpool.h"
 
@@ -86,11 +88,17 @@ void register_runtime(py::module_& m) {
       py::arg("iterations"));
   m.def("kernels", []() {
     py::list out;
-#define QK_KERNEL(isa, tile, pack, mr, nr, kr, max_n)                                                \
-  out.append(py::dict(py::arg("isa") = isa_name(isa), py::arg("name") = #tile, py::arg("mr") = mr, \
-                      py::arg("nr") = nr, py::arg("kr") = kr, py::arg("max_n") = max_n));
-#include "qkern/kernels.inc"
-#undef QK_KERNEL
+    for (const KernelInfo& k : kernel_list()) {
+      py::list outputs;
+      for (const auto& [bit, form] : {std::pair{kOutputInt32, "int32"}, std::pair{kOutput8Bit, "8bit"},
+                                      std::pair{kOutputFloat, "float32"}, std::pair{kOutputSplit, "split"}})
+        if (k.outputs & bit) outputs.append(form);
+      out.append(py::dict(py::arg("isa") = isa_name(k.isa), py::arg("name") = k.name, py::arg("mr") = k.mr,
+                          py::arg("nr") = k.nr, py::arg("kr") = k.kr, py::arg("max_n") = k.max_n,
+                          py::arg("elem_bytes") = k.elem_bytes, py::arg("flip_u8_b") = k.flip_u8_b,
+                          py::arg("flip_s8_a") = k.flip_s8_a, py::arg("wide_stage") = k.wide_stage,
+                          py::arg("outputs") = outputs));
+    }
     return out;
   });
 }

@@ -243,13 +243,13 @@ struct PatchRows : OutRows {
 // pixel's byte sum once (row_byte_sums), then per output pixel the nine of its window, a padding pixel
 // counting as C bytes of x_zero_point (za_row). Each input pixel is in up to nine windows; tiles summing
 // their own taps (a psadbw call per tap and row) made the whole conv 1.06-1.39x slower for C = 8-64.
-std::vector<uint32_t> window_sums(Isa isa, const ConvInput& in, const uint8_t* x, bool x_signed,
+std::vector<uint32_t> window_sums(const KernelInfo& kernel, const ConvInput& in, const uint8_t* x, bool x_signed,
                                   const uint8_t* za_row) {
   const int64_t h = in.height, w = in.width, oh = in.out_height(), ow = in.out_width();
   const int64_t stride = in.stride, pad = in.padding;
-  const std::vector<uint32_t> pixel = row_byte_sums(isa, x_signed, x, in.batch * h * w, in.channels);
+  const std::vector<uint32_t> pixel = row_byte_sums(kernel, x_signed, x, in.batch * h * w, in.channels);
   uint32_t pad_sum = 0;
-  byte_sums(isa, za_row, 1, 0, in.channels, byte_sum_flip(x_signed), &pad_sum);
+  byte_sums(kernel, za_row, 1, 0, in.channels, byte_sum_flip(x_signed), &pad_sum);
   // Output columns whose window is inside the image horizontally: [ox_in, ox_out).
   const int64_t ox_in = std::min(ow, (pad + stride - 1) / stride);
   const int64_t ox_out = std::max(ox_in, std::min(ow, w - 3 + pad >= 0 ? (w - 3 + pad) / stride + 1 : 0));
@@ -318,7 +318,7 @@ void conv3x3_packed(const PackedB& pb, const ConvInput& in, const void* x, DType
   // 9*C <= 54 patch bytes per tile row. One core, against the tiles' own sums: 224x224x3->64 s2 0.90x;
   // patch path s1 C = 4, 6 1.07x; C = 8 1.26-1.39x, 16 1.19-1.25x, 32 1.15x, 64 s2 1.06x.
   std::vector<uint32_t> tap_sums;
-  if (pb.has_zb && (pb.taps != 1 || in.stride == 1)) tap_sums = window_sums(pb.isa, in, xb, x_type == DType::kInt8, za_row.data());
+  if (pb.has_zb && (pb.taps != 1 || in.stride == 1)) tap_sums = window_sums(*pb.kernel, in, xb, x_type == DType::kInt8, za_row.data());
   const uint32_t* sums = tap_sums.empty() ? nullptr : tap_sums.data();
   if (pb.taps == 1) {
     switch (in.channels) {

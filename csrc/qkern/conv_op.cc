@@ -1,6 +1,8 @@
 // conv_op.cc: runs a conv layer on its packed weights, or on the scalar kernels where the ISA has no packed form.
 #include "qkern/conv_op.h"
 
+#include "qkern/kernel_list.h"
+
 namespace qk {
 
 namespace {
@@ -33,7 +35,7 @@ Conv3x3Op::Conv3x3Op(Isa isa, const ConvWeights& weights, int stride, int paddin
     : isa_(isa), weights_(weights), stride_(stride), padding_(padding) {
   QK_REQUIRE((stride == 1 || stride == 2) && (padding == 0 || padding == 1),
              "conv3x3: stride must be 1 or 2 and padding 0 or 1");
-  if (isa_ == Isa::kScalar) return;
+  if (!general_kernel(isa_)) return;  // no tile kernel: the scalar kernels on unpacked weights
   packed_ = pack_conv3x3(isa_, weights_.w, weights_.w_type, weights_.out_channels, weights_.in_channels,
                          weights_.w_zero_point, weights_.bias, weights_.stage);
 }
@@ -51,7 +53,7 @@ void Conv3x3Op::run(const ConvInput& in, const void* x, DType x_type, int32_t x_
 }
 
 Deconv2x2Op::Deconv2x2Op(Isa isa, const ConvWeights& weights) : isa_(isa), weights_(weights) {
-  if (isa_ == Isa::kScalar) return;
+  if (!general_kernel(isa_)) return;  // no tile kernel: the scalar kernels on unpacked weights
   packed_ = pack_deconv2x2(isa_, weights_.w, weights_.w_type, weights_.in_channels, weights_.out_channels,
                            weights_.w_zero_point, weights_.bias, weights_.stage);
 }

@@ -7,8 +7,10 @@
 #include <cmath>
 #include <cstdlib>
 #include <cstring>
+#include <limits>
 #include <vector>
 
+#include "qkern/kernel_list.h"
 #include "qkern/ops.h"
 #include "qkern/scalar_common.h"
 #include "qkern/threadpool.h"
@@ -18,28 +20,6 @@
 namespace qk {
 
 namespace {
-
-struct KernelInfo {
-  Isa isa;
-  TileKernel tile;
-  void (*pack)(PackedB&, const BSource&);
-  int mr, nr, kr;
-  int64_t max_n;  // 0, or the widest output this kernel is chosen for
-};
-
-// A vector, not an array: a scalar-only build has no rows.
-const std::vector<KernelInfo> kKernels = {
-#define QK_KERNEL(isa, tile, pack, mr, nr, kr, max_n) {isa, tile, pack, mr, nr, kr, max_n},
-#include "qkern/kernels.inc"
-#undef QK_KERNEL
-};
-
-// The ISA's general kernel: it defines the packed layout.
-const KernelInfo* kernel_for(Isa isa) {
-  for (const KernelInfo& k : kKernels)
-    if (k.isa == isa && k.max_n == 0) return &k;
-  return nullptr;
-}
 
 inline uint32_t u32(int32_t v) { return static_cast<uint32_t>(v); }
 
@@ -53,6 +33,10 @@ struct GemmRows {
   int64_t ldc_bytes, esize;
   const float* row_scale = nullptr;
   const int32_t* row_zp = nullptr;
+  // Columns >= split go to c2 (row stride ldc2_bytes, its first column is column `split`): the split store.
+  int64_t split = std::numeric_limits<int64_t>::max();
+  char* c2 = nullptr;
+  int64_t ldc2_bytes = 0;
   uint32_t fill_a(TileArgs& t, int64_t, int64_t r0, int rows, Scratch&) const {
     for (int r = 0; r < rows; ++r) t.a[0][r] = a + (r0 + r) * lda;
     t.row_zp = row_zp != nullptr;
@@ -63,18 +47,13 @@ struct GemmRows {
   }
   void fill_c(TileArgs& t, int64_t r0, int rows, const Scratch&) const {
     for (int r = 0; r < rows; ++r) t.c[r] = c + (r0 + r) * ldc_bytes + t.col0 * esize;
+    if (!c2) return;
+    t.split = split;
+    for (int r = 0; r < rows; ++r) t.c2[r] = c2 + (r0 + r) * ldc2_bytes + std::max<int64_t>(t.col0 - split, 0) * esize;
   }
 };
 
 }  // namespace
-
-TileChoice tile_kernel_for(Isa isa, int64_t n) {
-  const KernelInfo* best = kernel_for(isa);
-  for (const KernelInfo& k : kKernels)
-    if (k.isa == isa && k.max_n != 0 && n <= k.max_n && (best == nullptr || best->max_n == 0 || k.max_n < best->max_n))
-      best = &k;
-  return best ? TileChoice{best->tile, best->mr} : TileChoice{nullptr, 0};
-}
 
 namespace {
 
@@ -91,26 +70,19 @@ void byte_sums_small(const uint8_t* p, int64_t rows, int64_t stride, uint8_t fli
 
 }  // namespace
 
-void byte_sums(Isa isa, const uint8_t* p, int64_t rows, int64_t stride, int64_t n, uint8_t flip, uint32_t* out) {
-  QK_REQUIRE(isa == Isa::kAvx512Vnni || isa == Isa::kAvx2, "byte_sums: no tile kernels for this ISA");
+void byte_sums(const KernelInfo& kernel, const uint8_t* p, int64_t rows, int64_t stride, int64_t n, uint8_t flip,
+               uint32_t* out) {
   switch (n) {
 #define QK_SMALL(N) \
   case N: return byte_sums_small<N>(p, rows, stride, flip, out);
     QK_SMALL(1) QK_SMALL(2) QK_SMALL(3) QK_SMALL(4) QK_SMALL(5) QK_SMALL(6) QK_SMALL(7) QK_SMALL(8)
     QK_SMALL(9) QK_SMALL(10) QK_SMALL(11) QK_SMALL(12) QK_SMALL(13) QK_SMALL(14) QK_SMALL(15)
 #undef QK_SMALL
-    default: break;
+    default: return kernel.byte_sums(p, rows, stride, n, flip, out);
   }
-#if QKERN_HAVE_AVX512VNNI
-  if (isa == Isa::kAvx512Vnni) return byte_sums__avx512vnni(p, rows, stride, n, flip, out);
-#endif
-#if QKERN_HAVE_AVX2
-  if (isa == Isa::kAvx2) return byte_sums__avx2(p, rows, stride, n, flip, out);
-#endif
-  QK_REQUIRE(false, "byte_sums: this build has no tile kernels for this ISA");
 }
 
-std::vector<uint32_t> row_byte_sums(Isa isa, bool a_signed, const uint8_t* p, int64_t count, int64_t len) {
+std::vector<uint32_t> row_byte_sums(const KernelInfo& kernel, bool a_signed, const uint8_t* p, int64_t count, int64_t len) {
   const uint8_t flip = byte_sum_flip(a_signed);
   std::vector<uint32_t> sums(static_cast<size_t>(count));
   // Blocks of rows on the pool when there is enough to read (a 56x56x64 input: about 200 KB).
@@ -118,7 +90,7 @@ std::vector<uint32_t> row_byte_sums(Isa isa, bool a_signed, const uint8_t* p, in
   const int64_t blocks = (count + rows_per_block - 1) / rows_per_block;
   const auto run_block = [&](int64_t b) {
     const int64_t begin = b * rows_per_block, end = std::min(count, begin + rows_per_block);
-    byte_sums(isa, p + begin * len, end - begin, len, len, flip, sums.data() + begin);
+    byte_sums(kernel, p + begin * len, end - begin, len, len, flip, sums.data() + begin);
   };
   if (blocks > 1) parallel_for(blocks, run_block);
   else if (blocks == 1) run_block(0);
@@ -149,16 +121,15 @@ std::unique_ptr<PackedB> pack_b(Isa isa, const BSource& b, int taps, int64_t tap
   pb->k = taps * tap_k;
   pb->n = n;
   pb->b_type = b.type;
-  const KernelInfo* info = isa == Isa::kScalar ? nullptr : kernel_for(isa);
-  QK_REQUIRE(isa == Isa::kScalar || info != nullptr, "no GEMM kernel for this ISA");
+  const KernelInfo* info = general_kernel(isa);  // null: the scalar driver, B kept unpacked
+  pb->kernel = info;
   QK_REQUIRE(info != nullptr || (taps == 1 && b.ld_n == 1), "the scalar ISA packs plain GEMM weights only");
   pb->nr = info ? info->nr : std::max<int64_t>(n, 1);
   pb->kr = info ? info->kr : 1;
   pb->tap_kp = (tap_k + pb->kr - 1) / pb->kr * pb->kr;
   pb->kp = taps * pb->tap_kp;
   pb->panels = info ? (n + pb->nr - 1) / pb->nr : 1;
-  const bool flip_b = isa == Isa::kAvx512Vnni && b.type == DType::kUint8;  // u8 B stored as s8
-  pb->flip_s8_a = isa == Isa::kAvx512Vnni;                                   // vpdpbusd wants u8 A
+  const bool flip_b = info && info->flip_u8_b && b.type == DType::kUint8;  // u8 B stored as s8
   const int64_t cols = pb->columns();
   pb->colsum.assign(cols, 0);
   pb->zb.assign(cols, 0);
@@ -208,7 +179,7 @@ std::unique_ptr<PackedB> pack_b(Isa isa, const BSource& b, int taps, int64_t tap
   pb->stage.fp32_in_range = stage.mode == RequantMode::kFp32;
   for (int64_t j = 0; j < n; ++j)  // a NaN fails the comparison: the clamped path
     pb->stage.fp32_in_range = pb->stage.fp32_in_range && std::fabs(pb->fmultiplier[j]) < 1.0f;
-  if (isa == Isa::kAvx512Vnni && has_wide_form(stage.mode, pb->shift.data(), cols)) {
+  if (info && info->wide_stage && has_wide_form(stage.mode, pb->shift.data(), cols)) {
     pb->wide.resize(static_cast<size_t>(cols / 16 * kWideRows * 8));
     build_wide_stage(stage.mode, pb->multiplier.data(), pb->shift.data(), cols / 16, pb->wide.data());
     pb->stage.wide = pb->wide.data();
@@ -219,8 +190,7 @@ std::unique_ptr<PackedB> pack_b(Isa isa, const BSource& b, int taps, int64_t tap
       std::memcpy(pb->data.data() + kk * n, static_cast<const uint8_t*>(b.data) + kk * b.ld_k, static_cast<size_t>(n));
     return pb;
   }
-  const int64_t elem = isa == Isa::kAvx2 ? 2 : 1;
-  pb->data.allocate(static_cast<size_t>(pb->panels * pb->kp * pb->nr * elem));
+  pb->data.allocate(static_cast<size_t>(pb->panels * pb->kp * pb->nr * info->elem_bytes));
   info->pack(*pb, b);
   return pb;
 }
@@ -281,15 +251,31 @@ void gemm_packed(const PackedB& pb, const void* a, DType a_type, int64_t m, int6
                  void* c, int64_t ldc) {
   QK_REQUIRE(pb.stage.mode != RequantMode::kFloat, "gemm_packed: float output weights need gemm_packed_float");
   const int64_t esize = out_elem_size(pb.stage.out_dtype);
-  if (pb.isa == Isa::kScalar)
+  if (!pb.kernel)
     return run_scalar(pb, a, a_type, m, lda, a_zero_point, static_cast<char*>(c), ldc, esize, nullptr, nullptr);
   QK_REQUIRE(pb.taps == 1, "gemm_packed: weights packed for a convolution");
   run_tiles(pb, a_type, m, a_zero_point,
             GemmRows{static_cast<const uint8_t*>(a), lda, static_cast<char*>(c), ldc * esize, esize});
 }
 
-void gemm_packed_float(const PackedB& pb, const void* a, DType a_type, int64_t m, int64_t lda, const float* a_scale,
-                       const int32_t* a_zp, bool per_row, float* c, int64_t ldc) {
+void gemm_packed_with(const PackedB& pb, const KernelInfo& kernel, const void* a, DType a_type, int64_t m,
+                      int64_t lda, int32_t a_zero_point, void* c, int64_t ldc, int64_t split, void* c2, int64_t ldc2) {
+  QK_REQUIRE(pb.stage.mode != RequantMode::kFloat && pb.taps == 1, "gemm_packed_with: GEMM weights, integer output");
+  QK_REQUIRE(pb.kernel != nullptr, "gemm_packed_with: weights packed for the scalar driver");
+  const int64_t esize = out_elem_size(pb.stage.out_dtype);
+  GemmRows rows{static_cast<const uint8_t*>(a), lda, static_cast<char*>(c), ldc * esize, esize};
+  if (c2) {
+    rows.split = split;
+    rows.c2 = static_cast<char*>(c2);
+    rows.ldc2_bytes = ldc2 * esize;
+  }
+  run_tiles(pb, a_type, m, a_zero_point, rows, nullptr, &kernel);
+}
+
+namespace {
+
+void run_float(const PackedB& pb, const KernelInfo* forced, const void* a, DType a_type, int64_t m, int64_t lda,
+               const float* a_scale, const int32_t* a_zp, bool per_row, float* c, int64_t ldc) {
   QK_REQUIRE(pb.stage.mode == RequantMode::kFloat, "gemm_packed_float: weights packed without the float output");
   QK_REQUIRE(pb.taps == 1, "gemm_packed_float: weights packed for a convolution");
   if (m <= 0) return;
@@ -307,12 +293,26 @@ void gemm_packed_float(const PackedB& pb, const void* a, DType a_type, int64_t m
   bool any_zp = false;
   for (int64_t r = 0; r < (per_row ? m : 1) && !any_zp; ++r) any_zp = a_zp[r] != 0;
   const int32_t* row_zp = !any_zp ? nullptr : per_row ? a_zp : zps.data();
-  if (pb.isa == Isa::kScalar)
+  if (!pb.kernel)
     return run_scalar(pb, a, a_type, m, lda, 0, reinterpret_cast<char*>(c), ldc, 4, row_scale, row_zp);
   GemmRows rows{static_cast<const uint8_t*>(a), lda, reinterpret_cast<char*>(c), ldc * 4, 4};
   rows.row_scale = row_scale;
   rows.row_zp = row_zp;
-  run_tiles(pb, a_type, m, 0, rows);
+  run_tiles(pb, a_type, m, 0, rows, nullptr, forced);
+}
+
+}  // namespace
+
+void gemm_packed_float(const PackedB& pb, const void* a, DType a_type, int64_t m, int64_t lda, const float* a_scale,
+                       const int32_t* a_zp, bool per_row, float* c, int64_t ldc) {
+  run_float(pb, nullptr, a, a_type, m, lda, a_scale, a_zp, per_row, c, ldc);
+}
+
+void gemm_packed_float_with(const PackedB& pb, const KernelInfo& kernel, const void* a, DType a_type, int64_t m,
+                            int64_t lda, const float* a_scale, const int32_t* a_zp, bool per_row, float* c,
+                            int64_t ldc) {
+  QK_REQUIRE(pb.kernel != nullptr, "gemm_packed_float_with: weights packed for the scalar driver");
+  run_float(pb, &kernel, a, a_type, m, lda, a_scale, a_zp, per_row, c, ldc);
 }
 
 }  // namespace qk

@@ -25,14 +25,16 @@ struct AlignedBuffer {
   uint8_t* data() const { return ptr.get(); }
 };
 
+struct KernelInfo;  // kernel_list.h
+
 struct PackedB {
   Isa isa = Isa::kScalar;
+  const KernelInfo* kernel = nullptr;  // the general kernel whose layout `data` holds; null: unpacked (scalar)
   int64_t k = 0, n = 0;                         // real depth (taps * tap_k) and columns
   int taps = 1;                                  // K segments, each read from its own A row pointers
   int64_t tap_k = 0, tap_kp = 0;                 // real and padded rows per segment
   int64_t nr = 1, kr = 1, kp = 0, panels = 0;  // panel width, k-group, padded K (taps * tap_kp), panel count
   DType b_type = DType::kInt8;
-  bool flip_s8_a = false;  // the kernel reads s8 A as u8 (a ^ 0x80): its zero point moves by +128
   AlignedBuffer data;
   // Per padded column (panels * nr entries): sum_k of the packed B values, the zero point in the packed
   // representation, the int32 bias, and the output stage parameters.
@@ -91,6 +93,16 @@ void gemm_packed(const PackedB& pb, const void* a, DType a_type, int64_t m, int6
 void gemm_packed_float(const PackedB& pb, const void* a, DType a_type, int64_t m, int64_t lda, const float* a_scale,
                        const int32_t* a_zp, bool per_row, float* c, int64_t ldc);
 
+// Tests only (the generated per-kernel edge tests, tests/test_kernel_edges.py): gemm_packed and
+// gemm_packed_float run by `kernel`, a row of kernels.inc that reads pb's panels, instead of the shape's
+// choice. The integer form stores columns >= split to c2 (row stride ldc2, first column `split`) when c2 is
+// set: conv_transpose2x2's split store.
+void gemm_packed_with(const PackedB& pb, const KernelInfo& kernel, const void* a, DType a_type, int64_t m,
+                      int64_t lda, int32_t a_zero_point, void* c, int64_t ldc, int64_t split, void* c2, int64_t ldc2);
+void gemm_packed_float_with(const PackedB& pb, const KernelInfo& kernel, const void* a, DType a_type, int64_t m,
+                            int64_t lda, const float* a_scale, const int32_t* a_zp, bool per_row, float* c,
+                            int64_t ldc);
+
 // ---- microkernel ABI (one POD for every ISA) ----
 constexpr int kMaxMR = 12;  // the tallest tile (12 x 32); most kernels use 6 rows
 constexpr int kMaxNR = 64;  // the widest panel
@@ -124,19 +136,6 @@ struct TileArgs {
 };
 
 using TileKernel = void (*)(const TileArgs& t, int mr);
-
-// Per-ISA packing and tile kernels (defined in csrc/kernels/<isa>/).
-void pack_b_avx512vnni(PackedB& pb, const BSource& b);
-void tile_gemm_6x64c4__avx512vnni(const TileArgs& t, int mr);
-void tile_gemm_12x32c4__avx512vnni(const TileArgs& t, int mr);
-void pack_b_avx2(PackedB& pb, const BSource& b);
-void tile_gemm_6x16c2__avx2(const TileArgs& t, int mr);
-
-// Eq. (7)'s row sums of A: for `rows` rows of n bytes, row r at p + r*stride, the sum of the row's bytes,
-// each read as u8 after xor with `flip` (0, or 0x80: s8 + 128), into out[r] (wrapping).
-void byte_sums__avx512vnni(const uint8_t* p, int64_t rows, int64_t stride, int64_t n, uint8_t flip,
-                           uint32_t* out);
-void byte_sums__avx2(const uint8_t* p, int64_t rows, int64_t stride, int64_t n, uint8_t flip, uint32_t* out);
 
 // Calls f(kk, src) for every row of the padded packed K (tap-major): src is the row's offset in the
 // source (k * ld_k), or -1 for a padding row.

@@ -10,18 +10,13 @@
 #include <vector>
 
 #include "qkern/gemm.h"
+#include "qkern/kernel_list.h"
 #include "qkern/scalar_common.h"
 #include "qkern/threadpool.h"
 #include "qkern/tuning.h"
 
 namespace qk {
 
-// The tile kernel of kernels.inc for `isa` and an output of n columns, and its tile height (null, 0 if none).
-struct TileChoice {
-  TileKernel kernel;
-  int mr;
-};
-TileChoice tile_kernel_for(Isa isa, int64_t n);
 // A process-wide counter: distinct for every driver call.
 uint64_t next_call_id();
 
@@ -44,16 +39,16 @@ inline void drop_taps(TileArgs& t, int taps, int nrows, uint32_t skipped, uint8_
 // How row sums read A's bytes (eq. (7)): u8 as is, s8 biased by 128 (the driver adds the -128*K back when
 // the kernel reads s8 unflipped).
 inline uint8_t byte_sum_flip(bool a_signed) { return a_signed ? 0x80 : 0; }
-// The row sums of the ISA that packed B (byte_sums__<isa>: psadbw; summing byte by byte took as long as the
+// The row sums of the kernel that packed B (its byte_sums: psadbw; summing byte by byte took as long as the
 // tile itself on a 64-channel conv), except rows of 1-15 bytes, added byte by byte.
-void byte_sums(Isa isa, const uint8_t* p, int64_t rows, int64_t stride, int64_t n, uint8_t flip, uint32_t* out);
+void byte_sums(const KernelInfo& kernel, const uint8_t* p, int64_t rows, int64_t stride, int64_t n, uint8_t flip, uint32_t* out);
 // byte_sums with byte_sum_flip(a_signed) of `count` rows of `len` bytes, row i at p + i*len, on the pool: a
 // conv's per-pixel sums, from which each tile row's sum is nine additions.
-std::vector<uint32_t> row_byte_sums(Isa isa, bool a_signed, const uint8_t* p, int64_t count, int64_t len);
+std::vector<uint32_t> row_byte_sums(const KernelInfo& kernel, bool a_signed, const uint8_t* p, int64_t count, int64_t len);
 
 // Adds to sums[r] the byte sums of one tap's tile rows, in one batched call: without tap_sums the row
 // maps' rows are evenly spaced (GEMM and deconv rows, a first layer's patch rows), which is checked.
-inline void add_tap_sums(Isa isa, const uint8_t* const* rows, int nrows, int64_t len, bool a_signed,
+inline void add_tap_sums(const KernelInfo& kernel, const uint8_t* const* rows, int nrows, int64_t len, bool a_signed,
                          uint32_t* sums) {
   const auto at = [&](int r) { return reinterpret_cast<uintptr_t>(rows[r]); };
   const uintptr_t step = nrows > 1 ? at(1) - at(0) : 0;
@@ -61,7 +56,7 @@ inline void add_tap_sums(Isa isa, const uint8_t* const* rows, int nrows, int64_t
   for (int r = 2; r < nrows; ++r) even = even && at(r) - at(r - 1) == step;
   QK_REQUIRE(even, "run_tiles: row sums need evenly spaced rows or tap_sums");
   uint32_t part[kMaxMR];
-  byte_sums(isa, rows[0], nrows, static_cast<int64_t>(static_cast<intptr_t>(step)), len, byte_sum_flip(a_signed), part);
+  byte_sums(kernel, rows[0], nrows, static_cast<int64_t>(static_cast<intptr_t>(step)), len, byte_sum_flip(a_signed), part);
   for (int r = 0; r < nrows; ++r) sums[r] += part[r];
 }
 
@@ -75,26 +70,28 @@ inline void add_tap_sums(Isa isa, const uint8_t* const* rows, int nrows, int64_t
 //     anything per row (divisions) belongs in fill_a's scratch
 // tap_sums (optional, m entries): each row's sum over taps of byte sums (byte_sum_flip, wrapping), made by
 // the caller when that is cheaper (a conv: from per-pixel sums); null: each tile sums its own rows.
+// forced (tests only): this row of kernels.inc instead of the shape's choice; it must read pb's panels.
 template <class RowMap>
 void run_tiles(const PackedB& pb, DType a_type, int64_t m, int32_t a_zero_point, const RowMap& rows,
-               const uint32_t* tap_sums = nullptr) {
-  const TileChoice choice = tile_kernel_for(pb.isa, pb.n);
-  const TileKernel kernel = choice.kernel;
-  QK_REQUIRE(kernel != nullptr, "packed for an ISA without a kernel");
+               const uint32_t* tap_sums = nullptr, const KernelInfo* forced = nullptr) {
+  QK_REQUIRE(pb.kernel != nullptr, "run_tiles: weights packed for the scalar driver");
+  const KernelInfo& info = forced ? *forced : tile_kernel_for(pb, pb.n);
+  QK_REQUIRE(info.pack == pb.kernel->pack, "run_tiles: the kernel does not read these packed panels");
+  QK_REQUIRE(info.max_n == 0 || pb.n <= info.max_n, "run_tiles: the output is wider than the kernel computes");
+  const TileKernel kernel = info.tile;
   QK_REQUIRE(pb.nr <= kMaxNR && pb.taps <= kMaxTaps, "packed panels wider than a tile");
-  QK_REQUIRE(static_cast<int>(pb.isa) <= static_cast<int>(available_isas().front()),
+  QK_REQUIRE(static_cast<int>(info.isa) <= static_cast<int>(available_isas().front()),
              "weights were packed for an ISA this CPU cannot run");
   const auto u32 = [](int32_t v) { return static_cast<uint32_t>(v); };
   const bool a_signed = a_type == DType::kInt8;
-  const bool flip_a = pb.flip_s8_a && a_signed;
+  const bool flip_a = info.flip_s8_a && a_signed;
   const int32_t za = a_zero_point + (flip_a ? 128 : 0);
   const int64_t cols = pb.columns();
   const auto effective_bias = pb.effective_bias(za);
   const std::vector<int32_t>& bias_eff = effective_bias->values;
-  const int mr = choice.mr;
+  const int mr = info.mr;
   const int64_t m_tiles = (m + mr - 1) / mr;
-  const int64_t elem = pb.isa == Isa::kAvx2 ? 2 : 1;
-  const int64_t panel_bytes = std::max<int64_t>(pb.kp * pb.nr * elem, 1);
+  const int64_t panel_bytes = std::max<int64_t>(pb.kp * pb.nr * info.elem_bytes, 1);
   // Small M: each task is one panel over all rows (threads split N; the rows too if the panel count does
   // not divide among the threads). Otherwise: blocks of m-tiles times blocks of panels that fit the L2
   // budget; the m-tile loop runs outside the panel loop.
@@ -136,7 +133,7 @@ void run_tiles(const PackedB& pb, DType a_type, int64_t m, int32_t a_zero_point,
         if (tap_sums)
           for (int r = 0; r < nrows; ++r) sums[r] = tap_sums[r0 + r];
         else
-          for (int tap = 0; tap < pb.taps; ++tap) add_tap_sums(pb.isa, t.a[tap], nrows, pb.tap_k, a_signed, sums);
+          for (int tap = 0; tap < pb.taps; ++tap) add_tap_sums(info, t.a[tap], nrows, pb.tap_k, a_signed, sums);
         for (int r = 0; r < nrows; ++r) t.rowsum[r] = static_cast<int32_t>(base + sums[r]);
       }
       t.taps = pb.taps;

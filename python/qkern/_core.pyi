@@ -196,6 +196,7 @@ def model_global_avg_pool(
 ) -> None: ...
 def build_info() -> dict[str, Any]: ...
 def requant_modes() -> dict[str, int]: ...
+def kernels() -> list[dict[str, Any]]: ...
 
 max_threads: int
 
@@ -232,3 +233,29 @@ class DynamicGemm:
     def k(self) -> int: ...
     @property
     def n(self) -> int: ...
+
+# Tests only: one named kernel of kernels.inc on packed operands (tests/test_kernel_edges.py).
+def _gemm_with_kernel(
+    kernel: str,
+    a: npt.NDArray[Any],
+    a_zero_point: int,
+    b: npt.NDArray[Any],
+    b_zero_point: npt.NDArray[np.int32],
+    bias: npt.NDArray[np.int32] | None,
+    stage: StageArgs,
+    out: npt.NDArray[Any],
+    split: int = 0,
+    out2: npt.NDArray[Any] | None = None,
+) -> None: ...
+def _gemm_float_with_kernel(
+    kernel: str,
+    a: npt.NDArray[Any],
+    a_scale: npt.NDArray[np.float32],
+    a_zero_point: npt.NDArray[np.int32],
+    per_row: bool,
+    b: npt.NDArray[Any],
+    b_zero_point: npt.NDArray[np.int32],
+    weight_scale: npt.NDArray[np.float32],
+    bias: npt.NDArray[np.float32] | None,
+    out: npt.NDArray[np.float32],
+) -> None: ...

@@ -51,7 +51,8 @@ def set_num_threads(n: int) -> None:
 
 
 def kernels() -> list[dict[str, Any]]:
-    """The microkernel list (csrc/qkern/kernels.inc): isa, name, mr, nr, kr."""
+    """The microkernel list (csrc/qkern/kernels.inc), one dict per kernel: isa, name, mr, nr, kr, max_n,
+    elem_bytes, flip_u8_b, flip_s8_a, wide_stage and outputs (the output forms it stores)."""
     return list(_backend.core.kernels()) if _backend.core is not None else []
 
 

@@ -10,6 +10,7 @@
 
 #include "qkern/fixedpoint.h"
 #include "qkern/gemm.h"
+#include "qkern/kernel_list.h"
 #include "qkern/scalar_common.h"
 
 namespace qk {

@@ -2,6 +2,7 @@
 #include <immintrin.h>
 
 #include "qkern/gemm.h"
+#include "qkern/kernel_list.h"
 
 namespace qk {
 

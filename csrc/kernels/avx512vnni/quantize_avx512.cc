@@ -5,6 +5,7 @@
 #include <cmath>
 #include <type_traits>
 
+#include "kernels/avx512vnni/requant_avx512.h"
 #include "qkern/quantize.h"
 
 namespace qk {
@@ -145,59 +146,13 @@ struct Lanes {
   __m512 fmult;
 };
 
-// Eqs. (14)-(16) on 16 accumulators (bias included): int32 results within [qmin, qmax].
+// Eqs. (14)-(16) on 16 accumulators (bias included): int32 results within [qmin, qmax], by the output stage
+// the GEMM epilogue uses (requant_avx512.h).
 template <RequantMode M>
 inline __m512i requant16(__m512i x, const Lanes& p, __m512i zp, __m512i lo, __m512i hi, __m512 flo, __m512 fhi) {
-  if (M == RequantMode::kFp32) {
-    __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(x), p.fmult);  // float32(acc) rounds to nearest even
-    f = _mm512_roundscale_ps(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    f = _mm512_min_ps(_mm512_max_ps(f, flo), fhi);  // [qmin - zp, qmax - zp]: +-inf saturate
-    return _mm512_add_epi32(_mm512_cvttps_epi32(f), zp);
-  }
-  const __m512i zero = _mm512_setzero_si512();
-  const __m512i one = _mm512_set1_epi32(1);
-  __m512i r;
-  if (M == RequantMode::kGemmlowp) {
-    const __m512i left = _mm512_max_epi32(p.shift, zero);
-    const __m512i right = _mm512_max_epi32(_mm512_sub_epi32(zero, p.shift), zero);
-    // Eq. (11): x * 2^left saturated; the shift overflowed iff shifting back does not give x.
-    const __m512i y0 = _mm512_sllv_epi32(x, left);
-    const __mmask16 fits = _mm512_cmpeq_epi32_mask(_mm512_srav_epi32(y0, left), x);
-    const __m512i sat = _mm512_xor_si512(_mm512_srai_epi32(x, 31), _mm512_set1_epi32(kInt32Max));
-    const __m512i y = _mm512_mask_blend_epi32(fits, sat, y0);
-    // Eq. (9) with multiplier >= 0: bits 31..62 of y*m + 2^30, for the even and the odd lanes.
-    const __m512i c30 = _mm512_set1_epi64(int64_t{1} << 30);
-    const __m512i pe = _mm512_add_epi64(_mm512_mul_epi32(y, p.mult), c30);
-    const __m512i po =
-        _mm512_add_epi64(_mm512_mul_epi32(_mm512_srli_epi64(y, 32), _mm512_srli_epi64(p.mult, 32)), c30);
-    const __m512i z = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(pe, 31), _mm512_slli_epi64(po, 1));
-    // Eq. (10): rounding divide by 2^right, ties away from zero (threshold + 1 for negative z).
-    const __m512i mask = _mm512_sub_epi32(_mm512_sllv_epi32(one, right), one);
-    const __m512i rem = _mm512_and_si512(z, mask);
-    const __m512i thr = _mm512_sub_epi32(_mm512_srai_epi32(mask, 1), _mm512_srai_epi32(z, 31));
-    r = _mm512_srav_epi32(z, right);
-    r = _mm512_mask_add_epi32(r, _mm512_cmpgt_epi32_mask(rem, thr), r, one);
-    r = _mm512_min_epi32(_mm512_max_epi32(r, lo), hi);
-  } else {
-    // Eq. (12): (x*m + 2^(total-1)) >> total, total = 31 - shift in [1, 62], exact in int64 lanes; clamped
-    // there to [qmin - zp, qmax - zp] before narrowing.
-    const __m512i total = _mm512_sub_epi32(_mm512_set1_epi32(31), p.shift);
-    const __m512i low32 = _mm512_set1_epi64(0xFFFFFFFF);
-    const __m512i one64 = _mm512_set1_epi64(1);
-    const __m512i lo64 = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(lo));
-    const __m512i hi64 = _mm512_cvtepi32_epi64(_mm512_castsi512_si256(hi));
-    __m512i half[2];
-    for (int odd = 0; odd < 2; ++odd) {
-      const __m512i xs = odd ? _mm512_srli_epi64(x, 32) : x;
-      const __m512i ms = odd ? _mm512_srli_epi64(p.mult, 32) : p.mult;
-      const __m512i ts = odd ? _mm512_srli_epi64(total, 32) : _mm512_and_si512(total, low32);
-      const __m512i round = _mm512_sllv_epi64(one64, _mm512_sub_epi64(ts, one64));
-      const __m512i v = _mm512_srav_epi64(_mm512_add_epi64(_mm512_mul_epi32(xs, ms), round), ts);
-      half[odd] = _mm512_min_epi64(_mm512_max_epi64(v, lo64), hi64);
-    }
-    r = _mm512_mask_blend_epi32(0xAAAA, half[0], _mm512_slli_epi64(half[1], 32));
-  }
-  return _mm512_add_epi32(r, zp);
+  if constexpr (M == RequantMode::kFp32) return _mm512_add_epi32(fp32_requant_lanes(x, p.fmult, flo, fhi), zp);
+  if constexpr (M == RequantMode::kGemmlowp) return _mm512_add_epi32(gemmlowp_requant_lanes(x, p.mult, p.shift, lo, hi), zp);
+  return _mm512_add_epi32(single_requant_lanes(x, p.mult, p.shift, lo, hi), zp);
 }
 
 template <RequantMode M, bool kBroadcast, bool kBias, typename T>

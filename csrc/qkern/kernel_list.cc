@@ -1,0 +1,39 @@
+// kernel_list.cc: the KernelInfo table built from kernels.inc, and the lookups drivers use.
+#include "qkern/kernel_list.h"
+
+#include <cstring>
+
+namespace qk {
+
+const std::vector<KernelInfo>& kernel_list() {
+  // A vector, not an array: a scalar-only build has no rows.
+  static const std::vector<KernelInfo> kList = {
+#define QK_KERNEL(isa, tile, pack, sums, mr, nr, kr, elem, flip_b, flip_a, wide, outputs, max_n) \
+  {#tile, isa, tile, pack, sums, mr, nr, kr, elem, flip_b, flip_a, wide, outputs, max_n},
+#include "qkern/kernels.inc"
+#undef QK_KERNEL
+  };
+  return kList;
+}
+
+const KernelInfo* general_kernel(Isa isa) {
+  for (const KernelInfo& k : kernel_list())
+    if (k.isa == isa && k.max_n == 0) return &k;
+  return nullptr;
+}
+
+const KernelInfo* find_kernel(const char* name) {
+  for (const KernelInfo& k : kernel_list())
+    if (std::strcmp(k.name, name) == 0) return &k;
+  return nullptr;
+}
+
+const KernelInfo& tile_kernel_for(const PackedB& pb, int64_t n) {
+  const KernelInfo* best = pb.kernel;
+  for (const KernelInfo& k : kernel_list())
+    if (k.pack == pb.kernel->pack && k.max_n != 0 && n <= k.max_n && (best->max_n == 0 || k.max_n < best->max_n))
+      best = &k;
+  return *best;
+}
+
+}  // namespace qk

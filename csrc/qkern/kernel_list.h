@@ -1,0 +1,59 @@
+// kernel_list.h: the kernel contract: what the drivers know about each GEMM microkernel (rows of kernels.inc).
+// Drivers ask the packed weights' KernelInfo, never which ISA they run on.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "qkern/gemm.h"
+#include "qkern/isa.h"
+
+namespace qk {
+
+// The output forms a kernel stores (KernelInfo::outputs bits).
+enum OutputForm : unsigned {
+  kOutputInt32 = 1u << 0,  // RequantMode::kRaw: the int32 accumulators
+  kOutput8Bit = 1u << 1,   // gemmlowp / single / fp32 requantized to uint8 or int8
+  kOutputFloat = 1u << 2,  // RequantMode::kFloat: eqs. (19)-(20)
+  kOutputSplit = 1u << 3,  // columns >= TileArgs::split to the second row pointers (conv_transpose2x2)
+};
+constexpr unsigned kAllOutputForms = kOutputInt32 | kOutput8Bit | kOutputFloat | kOutputSplit;
+
+using PackFn = void (*)(PackedB&, const BSource&);
+using ByteSumFn = void (*)(const uint8_t* p, int64_t rows, int64_t stride, int64_t n, uint8_t flip, uint32_t* out);
+
+struct KernelInfo {
+  const char* name;     // the tile function's name: `_core.kernels()`, test ids, benchmark labels
+  Isa isa;              // the CPU level it needs
+  TileKernel tile;
+  PackFn pack;          // packs B into the panels the tile reads (shared by the ISA's kernels)
+  ByteSumFn byte_sums;  // eq. (7)'s row sums of A bytes (u8 after xor with the flip)
+  int mr, nr, kr;       // tile rows, panel columns it computes, k-group of the packed layout
+  int elem_bytes;       // bytes per packed B element
+  bool flip_u8_b;       // u8 B stored as s8: its zero point moves by -128
+  bool flip_s8_a;       // s8 A read as u8: its zero point moves by +128
+  bool wide_stage;      // reads OutputStage::wide (requant.h) where the mode has that form
+  unsigned outputs;     // OutputForm bits
+  int64_t max_n;        // 0: the general kernel (defines the layout); else chosen for outputs <= max_n columns
+};
+
+// Every row of kernels.inc built into this binary (none in a scalar-only build), in the file's order.
+const std::vector<KernelInfo>& kernel_list();
+// The general kernel of `isa` (it defines the packed layout), or null: the ISA runs the scalar driver.
+const KernelInfo* general_kernel(Isa isa);
+// The row named `name`, or null.
+const KernelInfo* find_kernel(const char* name);
+// The kernel for weights packed as `pb` and an output of n columns: the narrowest row that reads pb's panels
+// and accepts n (a max_n >= n), else pb's general kernel.
+const KernelInfo& tile_kernel_for(const PackedB& pb, int64_t n);
+
+// Per-ISA packing, tile and row-sum routines (defined in csrc/kernels/<isa>/).
+void pack_b_avx512vnni(PackedB& pb, const BSource& b);
+void tile_gemm_6x64c4__avx512vnni(const TileArgs& t, int mr);
+void tile_gemm_12x32c4__avx512vnni(const TileArgs& t, int mr);
+void byte_sums__avx512vnni(const uint8_t* p, int64_t rows, int64_t stride, int64_t n, uint8_t flip, uint32_t* out);
+void pack_b_avx2(PackedB& pb, const BSource& b);
+void tile_gemm_6x16c2__avx2(const TileArgs& t, int mr);
+void byte_sums__avx2(const uint8_t* p, int64_t rows, int64_t stride, int64_t n, uint8_t flip, uint32_t* out);
+
+}  // namespace qk
