@@ -225,6 +225,9 @@ def test_lut_and_requantize_steps_match_reference() -> None:
             ),
             TypeError,
         ),
+        (lambda: core.model_copy_channels(np.zeros((2, 3), np.uint8), np.zeros((2, 5), np.int8), 0), TypeError),
+        (lambda: core.model_copy_channels(np.zeros((2, 3), np.uint8), np.zeros((2, 5), np.uint8), 3), ValueError),
+        (lambda: core.model_copy_channels(np.zeros((2, 3), np.uint8), np.zeros((3, 5), np.uint8), 0), ValueError),
         (
             lambda: core.model_max_pool(np.zeros((1, 0, 4, 1), np.uint8), np.zeros((1, 1, 3, 1), np.uint8), 2, 2, 1),
             ValueError,
@@ -250,6 +253,21 @@ def test_lut_and_requantize_steps_match_reference() -> None:
 def test_native_rejects_bad_buffers(call, exc) -> None:
     with pytest.raises(exc):
         call()
+
+
+@pytest.mark.skipif(_backend.core is None, reason="qkern._core is not built")
+@pytest.mark.parametrize("cols", [1, 2, 3, 4, 5, 8, 16, 17, 24, 32, 64, 65])
+def test_copy_channels_places_a_concat_part(cols: int) -> None:
+    """A concat part on the output's grid, copied row by row to its channel offset (the fixed-size
+    specialisations and the general row length), leaving the other channels untouched."""
+    rng = np.random.default_rng(cols)
+    x = rng.integers(-128, 128, (3, 5, 7, cols), dtype=np.int64).astype(np.int8)
+    for offset in (0, 3):
+        out = np.full((3, 5, 7, cols + 6), 99, np.int8)
+        _backend.core.model_copy_channels(x, out, offset)
+        want = np.full_like(out, 99)
+        want[..., offset : offset + cols] = x
+        np.testing.assert_array_equal(out, want)
 
 
 @settings(max_examples=40, deadline=None)

@@ -79,6 +79,24 @@ void rescale(const py::array& src, py::array dst, py::ssize_t col_offset, int32_
   model_rescale(st, s, cols, dt, d, total, rows, cols, p);
 }
 
+void copy_channels(const py::array& src, py::array dst, py::ssize_t col_offset) {
+  const DType st = quant_dtype(src, "src"), dt = quant_dtype(dst, "dst");
+  if (st != dt) throw py::type_error("src and dst must have one dtype");
+  require_c_contiguous(src, "src");
+  require_writeable_c_contiguous(dst, "dst");
+  if (src.ndim() < 1 || dst.ndim() != src.ndim()) throw py::value_error("src and dst must have one rank");
+  for (py::ssize_t i = 0; i + 1 < src.ndim(); ++i)
+    if (src.shape(i) != dst.shape(i)) throw py::value_error("src and dst differ outside the last axis");
+  const py::ssize_t cols = src.shape(src.ndim() - 1), total = dst.shape(dst.ndim() - 1);
+  if (col_offset < 0 || col_offset + cols > total) throw py::value_error("col_offset is out of range");
+  check_out_disjoint(dst, src);
+  const int64_t rows = cols == 0 ? 0 : src.size() / cols;
+  const void* s = src.data();
+  void* d = static_cast<char*>(dst.mutable_data()) + col_offset;
+  py::gil_scoped_release release;
+  model_copy_rows(s, cols, d, total, rows, cols);
+}
+
 void add(const py::array& a, const py::array& b, py::array out, int32_t z1, int32_t m1, int32_t s1,
          int32_t z2, int32_t m2, int32_t s2, int32_t mo, int32_t so, int32_t out_zp, int32_t qmin, int32_t qmax) {
   const DType at = quant_dtype(a, "a"), bt = quant_dtype(b, "b"), ot = quant_dtype(out, "out");
@@ -176,6 +194,8 @@ void register_model_ops(py::module_& m) {
   using namespace pybind11::literals;
   m.def("model_rescale", &rescale, "src"_a, "dst"_a, "col_offset"_a, "in_zp"_a, "multiplier"_a, "shift"_a,
         "out_zp"_a, "qmin"_a, "qmax"_a, "Eq. (M2) into dst[..., col_offset:col_offset+C] (internal).");
+  m.def("model_copy_channels", &copy_channels, "src"_a, "dst"_a, "col_offset"_a,
+        "src into dst[..., col_offset:col_offset+C], same dtype (internal).");
   m.def("model_add", &add, "a"_a, "b"_a, "out"_a, "z1"_a, "m1"_a, "s1"_a, "z2"_a, "m2"_a, "s2"_a, "mo"_a, "so"_a,
         "out_zp"_a, "qmin"_a, "qmax"_a, "Eq. (M3) (internal).");
   m.def("model_pair_table", &pair_table, "a"_a, "b"_a, "table"_a, "out"_a,

@@ -1,6 +1,8 @@
 // model_ops.cc: dispatch of the model ops to the selected ISA level (AVX-512 machines take the AVX2 code).
 #include "qkern/model_ops.h"
 
+#include <cstring>
+
 #include <algorithm>
 
 #include "qkern/isa.h"
@@ -32,6 +34,29 @@ void model_pair_table(const uint8_t* a, const uint8_t* b, const uint8_t* table, 
 void model_rescale(DType src_t, const void* src, int64_t src_stride, DType dst_t, void* dst, int64_t dst_stride,
                    int64_t rows, int64_t cols, const RescaleParams& p) {
   table().rescale(src_t, src, src_stride, dst_t, dst, dst_stride, rows, cols, p);
+}
+
+namespace {
+
+// A constant row length: the copy compiles to a few moves per row instead of a library call.
+template <int kCols>
+void copy_rows_fixed(const uint8_t* s, int64_t ss, uint8_t* d, int64_t ds, int64_t rows) {
+  for (int64_t r = 0; r < rows; ++r) std::memcpy(d + r * ds, s + r * ss, kCols);
+}
+
+}  // namespace
+
+void model_copy_rows(const void* src, int64_t src_stride, void* dst, int64_t dst_stride, int64_t rows, int64_t cols) {
+  const auto* s = static_cast<const uint8_t*>(src);
+  auto* d = static_cast<uint8_t*>(dst);
+  switch (cols) {
+#define QK_FIXED(N) \
+  case N: return copy_rows_fixed<N>(s, src_stride, d, dst_stride, rows);
+    QK_FIXED(1) QK_FIXED(2) QK_FIXED(3) QK_FIXED(4) QK_FIXED(8) QK_FIXED(16) QK_FIXED(24) QK_FIXED(32) QK_FIXED(64)
+#undef QK_FIXED
+    default:
+      for (int64_t r = 0; r < rows; ++r) std::memcpy(d + r * dst_stride, s + r * src_stride, static_cast<size_t>(cols));
+  }
 }
 
 void model_add(DType a_t, const void* a, DType b_t, const void* b, DType out_t, void* out, int64_t n,

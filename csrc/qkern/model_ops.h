@@ -23,6 +23,9 @@ struct AddParams {
 // Rows of `cols` elements: src row r at src + r*src_stride, dst row r at dst + r*dst_stride (elements).
 void model_rescale(DType src_t, const void* src, int64_t src_stride, DType dst_t, void* dst, int64_t dst_stride,
                    int64_t rows, int64_t cols, const RescaleParams& p);
+// Rows of `cols` bytes copied: src row r at src + r*src_stride, dst row r at dst + r*dst_stride (a concat
+// part already on the output's grid, placed at its channel offset).
+void model_copy_rows(const void* src, int64_t src_stride, void* dst, int64_t dst_stride, int64_t rows, int64_t cols);
 void model_add(DType a_t, const void* a, DType b_t, const void* b, DType out_t, void* out, int64_t n,
                const AddParams& p);
 // out[i] = table[a_byte[i] * 256 + b_byte[i]]: a binary op of two byte tensors made once as a 64 KiB table

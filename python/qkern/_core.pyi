@@ -141,6 +141,7 @@ def histogram_edges(
 ) -> None: ...
 
 # Integer model ops (qkern.model's steps; internal). Integers are NHWC uint8/int8; `out` is written in place.
+def model_copy_channels(src: npt.NDArray[Any], dst: npt.NDArray[Any], col_offset: int) -> None: ...
 def model_rescale(
     src: npt.NDArray[Any],
     dst: npt.NDArray[Any],

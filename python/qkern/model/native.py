@@ -35,6 +35,13 @@ def rescale_fn(x: np.ndarray, out: np.ndarray, p: Rescale, col_offset: int = 0) 
     return run
 
 
+def copy_fn(x: np.ndarray, out: np.ndarray, col_offset: int = 0) -> RunFn:
+    """x into out[..., col_offset : col_offset + C], both of one dtype (a concat part on the output's grid)."""
+    if use_native():
+        return functools.partial(_backend.core.model_copy_channels, x, out, col_offset)
+    return functools.partial(np.copyto, out[..., col_offset : col_offset + x.shape[-1]], x)
+
+
 def add_pair_table(a_dtype: str, b_dtype: str, p: tuple) -> np.ndarray:
     """Eq. (M3) for every pair of input bytes: entry a_byte * 256 + b_byte (64 KiB, made once per step)."""
     a = np.repeat(np.arange(256, dtype=np.uint8), 256).view(a_dtype)

@@ -307,7 +307,7 @@ class CatStep(Step):
         start = 0
         for x, params in zip(ins, self.parts):
             if params is None:
-                fns.append(_copy_fn(out[..., start : start + x.shape[-1]], x))
+                fns.append(native.copy_fn(x, out, start))
             else:
                 fns.append(native.rescale_fn(x, out, params, start))
             start += x.shape[-1]
@@ -317,10 +317,6 @@ class CatStep(Step):
                 fn()
 
         return run
-
-
-def _copy_fn(dst: np.ndarray, src: np.ndarray) -> RunFn:
-    return functools.partial(np.copyto, dst, src)
 
 
 class MaxPoolStep(Step):
