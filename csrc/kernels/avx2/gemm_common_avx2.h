@@ -31,6 +31,11 @@ void widen(const uint8_t* src, bool is_signed, int64_t n, int16_t* dst) {
     const __m256i w = is_signed ? _mm256_cvtepi8_epi16(v) : _mm256_cvtepu8_epi16(v);
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), w);
   }
+  if (i + 8 <= n) {  // a narrow row (K of 8-15 bytes: a first layer's patch, a 1x1 conv of 8 channels)
+    const __m128i v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(src + i));
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i), is_signed ? _mm_cvtepi8_epi16(v) : _mm_cvtepu8_epi16(v));
+    i += 8;
+  }
   for (; i < n; ++i) dst[i] = is_signed ? static_cast<int8_t>(src[i]) : src[i];
   if (n % 2) dst[n] = 0;
 }
@@ -72,6 +77,19 @@ const int16_t* widened_rows(const TileArgs& t, int mr, int64_t* stride) {
   }
   *stride = cache.stride;
   return cache.data.data();
+}
+
+// Copies `bytes` (< 128) with constant-size moves: a partial row's store without a library call (GCC turns
+// a byte loop back into memcpy).
+inline void copy_short(void* dst, const void* src, int64_t bytes) {
+  auto* d = static_cast<unsigned char*>(dst);
+  const auto* s = static_cast<const unsigned char*>(src);
+  for (int size = 64; size >= 1; size /= 2)
+    if (bytes & size) {
+      std::memcpy(d, s, static_cast<size_t>(size));
+      d += size;
+      s += size;
+    }
 }
 
 // Eq. (9) for a non-negative multiplier, per int32 lane: floor((x*M + 2^30) / 2^31). The low 32 bits of a
@@ -202,8 +220,8 @@ inline void store_row16(const TileArgs& t, int r, __m256i v0, __m256i v1, int sp
     _mm_store_si128(reinterpret_cast<__m128i*>(tmp), bytes);
     esize = 1;
   }
-  if (split > 0) std::memcpy(t.c[r], tmp, static_cast<size_t>(split * esize));
-  if (split < t.nc) std::memcpy(t.c2[r], tmp + split * esize, static_cast<size_t>((t.nc - split) * esize));
+  if (split > 0) copy_short(t.c[r], tmp, split * esize);
+  if (split < t.nc) copy_short(t.c2[r], tmp + split * esize, (t.nc - split) * esize);
 }
 
 }  // namespace
