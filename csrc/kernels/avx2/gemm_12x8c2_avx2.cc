@@ -39,8 +39,8 @@ inline void store_row8(const TileArgs& t, int r, __m256i v, int split) {
     _mm_storel_epi64(reinterpret_cast<__m128i*>(tmp), b);
     esize = 1;
   }
-  if (split > 0) copy_short(t.c[r], tmp, split * esize);
-  if (split < t.nc) copy_short(t.c2[r], tmp + split * esize, (t.nc - split) * esize);
+  if (split > 0) copy_row_part(t.c[r], tmp, 0, split * esize);
+  if (split < t.nc) copy_row_part(t.c2[r], tmp, split * esize, t.nc * esize);
 }
 
 #define QK_EACH_ROW(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7) M(8) M(9) M(10) M(11)

@@ -79,16 +79,19 @@ const int16_t* widened_rows(const TileArgs& t, int mr, int64_t* stride) {
   return cache.data.data();
 }
 
-// Copies `bytes` (< 128) with constant-size moves: a partial row's store without a library call (GCC turns
-// a byte loop back into memcpy).
-inline void copy_short(void* dst, const void* src, int64_t bytes) {
+// Copies bytes [begin, end) of a row buffer (0 <= begin <= end <= kBytes, kBytes a power of two) to dst
+// with constant-size moves: a partial row's store without a library call (GCC turns a byte loop back into
+// memcpy). The stated bounds let the compiler see that no move reads past the buffer.
+template <int kBytes>
+inline void copy_row_part(void* dst, const unsigned char (&buf)[kBytes], int64_t begin, int64_t end) {
+  static_assert((kBytes & (kBytes - 1)) == 0, "kBytes must be a power of two");
+  if (begin < 0 || begin > end || end > kBytes) __builtin_unreachable();
   auto* d = static_cast<unsigned char*>(dst);
-  const auto* s = static_cast<const unsigned char*>(src);
-  for (int size = 64; size >= 1; size /= 2)
-    if (bytes & size) {
-      std::memcpy(d, s, static_cast<size_t>(size));
+  for (int size = kBytes; size >= 1; size /= 2)
+    if (end - begin >= size) {
+      std::memcpy(d, buf + begin, static_cast<size_t>(size));
       d += size;
-      s += size;
+      begin += size;
     }
 }
 
@@ -220,8 +223,8 @@ inline void store_row16(const TileArgs& t, int r, __m256i v0, __m256i v1, int sp
     _mm_store_si128(reinterpret_cast<__m128i*>(tmp), bytes);
     esize = 1;
   }
-  if (split > 0) copy_short(t.c[r], tmp, split * esize);
-  if (split < t.nc) copy_short(t.c2[r], tmp + split * esize, (t.nc - split) * esize);
+  if (split > 0) copy_row_part(t.c[r], tmp, 0, split * esize);
+  if (split < t.nc) copy_row_part(t.c2[r], tmp, split * esize, t.nc * esize);
 }
 
 }  // namespace
