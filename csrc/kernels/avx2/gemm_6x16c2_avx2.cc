@@ -34,18 +34,8 @@ void tile(const TileArgs& t) {
 #undef QK_ROW
     }
   }
-  const __m256i rows[6][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
-  // Columns before `split` go to c, the rest to c2 (the depth-to-space store of conv_transpose2x2).
-  const int split = static_cast<int>(std::min<int64_t>(std::max<int64_t>(t.split - t.col0, 0), t.nc));
-  for (int r = 0; r < MR; ++r) {
-    __m256i v0 = rows[r][0], v1 = rows[r][1];
-    if (t.zb) {  // eq. (7)'s row-sum term, per column zero point
-      const __m256i rs = _mm256_set1_epi32(t.rowsum[r]);
-      v0 = _mm256_sub_epi32(v0, _mm256_mullo_epi32(rs, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t.zb))));
-      v1 = _mm256_sub_epi32(v1, _mm256_mullo_epi32(rs, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t.zb + 8))));
-    }
-    store_row16(t, r, v0, v1, split);
-  }
+  __m256i rows[6][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
+  store_tile<2>(t, MR, rows);
 }
 
 }  // namespace

@@ -1,5 +1,5 @@
 // gemm_common_avx2.h: what the AVX2 tiles share: the int16 widening of A rows (cached per thread), the
-// output stage on 8 int32 lanes (eqs. (9)-(16)) and the packed layout's constants.
+// tile's output stage (requant_avx2.h's arithmetic, once per tile) and the packed layout's constants.
 //
 // vpmaddubsw is never used: it saturates int16 (PyTorch #44939). With int16 operands each vpmaddwd
 // lane is a0*b0 + a1*b1, at most 2*255*255 in magnitude: exact, and the int32 sums wrap (eq. (6)).
@@ -10,9 +10,10 @@
 
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <vector>
 
-#include "qkern/fixedpoint.h"
+#include "kernels/avx2/requant_avx2.h"
 #include "qkern/gemm.h"
 #include "qkern/scalar_common.h"
 
@@ -53,8 +54,20 @@ struct WidenCache {
   int64_t stride = 0;
 };
 
+// This thread's cache. The pointer is in initial-exec TLS, one %fs-relative load per tile (the default
+// model of a shared library calls __tls_get_addr on each access: a tenth of a 1->8 channel conv's time);
+// the cache itself is owned by a thread_local touched only on the thread's first call, freed at its exit.
+inline WidenCache& thread_widen_cache() {
+  static thread_local WidenCache* cache __attribute__((tls_model("initial-exec"))) = nullptr;
+  if (__builtin_expect(cache != nullptr, 1)) return *cache;
+  static thread_local std::unique_ptr<WidenCache> owner;
+  owner = std::make_unique<WidenCache>();
+  cache = owner.get();
+  return *cache;
+}
+
 const int16_t* widened_rows(const TileArgs& t, int mr, int64_t* stride) {
-  thread_local WidenCache cache;
+  WidenCache& cache = thread_widen_cache();
   bool hit = cache.a_version == t.a_version && cache.taps == t.taps && cache.tap_k == t.tap_k &&
              cache.is_signed == t.a_signed;
   for (int tap = 0; tap < t.taps && hit; ++tap)
@@ -95,136 +108,119 @@ inline void copy_row_part(void* dst, const unsigned char (&buf)[kBytes], int64_t
     }
 }
 
-// Eq. (9) for a non-negative multiplier, per int32 lane: floor((x*M + 2^30) / 2^31). The low 32 bits of a
-// logical 64-bit shift equal those of the arithmetic one, and the result fits in 32 bits.
-inline __m256i srdhm(__m256i x, __m256i m) {
-  const __m256i half = _mm256_set1_epi64x(int64_t{1} << 30);
-  const __m256i e = _mm256_srli_epi64(_mm256_add_epi64(_mm256_mul_epi32(x, m), half), 31);
-  const __m256i o = _mm256_srli_epi64(
-      _mm256_add_epi64(_mm256_mul_epi32(_mm256_srli_epi64(x, 32), _mm256_srli_epi64(m, 32)), half), 31);
-  return _mm256_blend_epi32(e, _mm256_slli_epi64(o, 32), 0xAA);
+// Row r's output staged in buf (the tile's nc columns at esize bytes each): columns before split go to
+// c[r], the rest to c2[r] (the depth-to-space store of conv_transpose2x2).
+template <int kBytes>
+inline void put_staged(const TileArgs& t, int r, const unsigned char (&buf)[kBytes], int split, int64_t esize) {
+  if (split > 0) copy_row_part(t.c[r], buf, 0, split * esize);
+  if (split < t.nc) copy_row_part(t.c2[r], buf, split * esize, t.nc * esize);
 }
 
-// Eq. (10) with a per-lane exponent in [0, 31].
-inline __m256i rounding_divide_by_pot(__m256i x, __m256i e) {
-  const __m256i one = _mm256_set1_epi32(1);
-  const __m256i mask = _mm256_sub_epi32(_mm256_sllv_epi32(one, e), one);
-  const __m256i rem = _mm256_and_si256(x, mask);
-  const __m256i thr = _mm256_sub_epi32(_mm256_srai_epi32(mask, 1), _mm256_cmpgt_epi32(_mm256_setzero_si256(), x));
-  return _mm256_sub_epi32(_mm256_srav_epi32(x, e), _mm256_cmpgt_epi32(rem, thr));  // compare masks are -1
-}
-
-// Eq. (11) with a per-lane exponent in [0, 31].
-inline __m256i saturating_shift_left(__m256i x, __m256i e) {
-  const __m256i shifted = _mm256_sllv_epi32(x, e);
-  const __m256i overflow = _mm256_xor_si256(_mm256_cmpeq_epi32(_mm256_srav_epi32(shifted, e), x),
-                                            _mm256_set1_epi32(-1));
-  const __m256i sat = _mm256_blendv_epi8(_mm256_set1_epi32(kInt32Max), _mm256_set1_epi32(kInt32Min),
-                                         _mm256_cmpgt_epi32(_mm256_setzero_si256(), x));
-  return _mm256_blendv_epi8(shifted, sat, overflow);
-}
-
-// Arithmetic right shift of int64 lanes by per-lane counts in [0, 63] (AVX2 has only the logical one).
-inline __m256i srav_epi64(__m256i x, __m256i n) {
-  const __m256i sign = _mm256_cmpgt_epi64(_mm256_setzero_si256(), x);
-  return _mm256_xor_si256(_mm256_srlv_epi64(_mm256_xor_si256(x, sign), n), sign);
-}
-
-inline __m256i clamp_epi64(__m256i x, __m256i lo, __m256i hi) {
-  x = _mm256_blendv_epi8(x, lo, _mm256_cmpgt_epi64(lo, x));
-  return _mm256_blendv_epi8(x, hi, _mm256_cmpgt_epi64(x, hi));
-}
-
-// Eq. (12) on even or odd lanes: the exact int64 result clamped to [lo, hi] before narrowing.
-inline __m256i single_rounding_half(__m256i x, __m256i m, __m256i total, __m256i lo, __m256i hi) {
-  const __m256i one = _mm256_set1_epi64x(1);
-  const __m256i round = _mm256_sllv_epi64(one, _mm256_sub_epi64(total, one));
-  return clamp_epi64(srav_epi64(_mm256_add_epi64(_mm256_mul_epi32(x, m), round), total), lo, hi);
-}
-
-// Requantizes 8 accumulators of columns [col, col+8): int32 lanes within [qmin, qmax], zero point added
-// (eqs. (14)-(16), bit-equal to requantize_one).
-inline __m256i requant8(__m256i v, const OutputStage& os, int64_t col) {
-  const int32_t lo = os.qmin - os.zero_point, hi = os.qmax - os.zero_point;
-  __m256i r;
-  if (os.mode == RequantMode::kFp32) {
-    // float32(v) and the float32 product round to nearest even, as does the conversion back (the default
-    // MXCSR, which the scalar path's nearbyint also relies on); the integer bounds commute with rounding.
-    __m256 p = _mm256_mul_ps(_mm256_cvtepi32_ps(v), _mm256_loadu_ps(os.fmultiplier + col));
-    p = _mm256_min_ps(_mm256_max_ps(p, _mm256_set1_ps(static_cast<float>(lo))), _mm256_set1_ps(static_cast<float>(hi)));
-    r = _mm256_cvtps_epi32(p);
-  } else {
-    const __m256i m = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(os.multiplier + col));
-    const __m256i sh = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(os.shift + col));
-    if (os.mode == RequantMode::kGemmlowp) {  // eq. (13)-(14)
-      const __m256i zero = _mm256_setzero_si256();
-      const __m256i left = _mm256_max_epi32(sh, zero), right = _mm256_max_epi32(_mm256_sub_epi32(zero, sh), zero);
-      r = rounding_divide_by_pot(srdhm(saturating_shift_left(v, left), m), right);
-      r = _mm256_min_epi32(_mm256_max_epi32(r, _mm256_set1_epi32(lo)), _mm256_set1_epi32(hi));
-    } else {  // eq. (15)
-      const __m256i total = _mm256_sub_epi32(_mm256_set1_epi32(31), sh);
-      const __m256i low32 = _mm256_set1_epi64x(0xFFFFFFFF);
-      const __m256i lo64 = _mm256_set1_epi64x(lo), hi64 = _mm256_set1_epi64x(hi);
-      const __m256i e = single_rounding_half(v, m, _mm256_and_si256(total, low32), lo64, hi64);
-      const __m256i o = single_rounding_half(_mm256_srli_epi64(v, 32), _mm256_srli_epi64(m, 32),
-                                             _mm256_srli_epi64(total, 32), lo64, hi64);
-      r = _mm256_blend_epi32(e, _mm256_slli_epi64(o, 32), 0xAA);
-    }
+// Row r's 8*NV 32-bit results (int32, or float32 bits). whole: all columns go to c[r].
+template <int NV>
+inline void put_words(const TileArgs& t, int r, const __m256i* v, bool whole, int split) {
+  if (whole) {
+    for (int i = 0; i < NV; ++i) _mm256_storeu_si256(static_cast<__m256i*>(t.c[r]) + i, v[i]);
+    return;
   }
-  return _mm256_add_epi32(r, _mm256_set1_epi32(os.zero_point));
+  alignas(32) unsigned char buf[NV * 32];
+  for (int i = 0; i < NV; ++i) _mm256_store_si256(reinterpret_cast<__m256i*>(buf) + i, v[i]);
+  put_staged(t, r, buf, split, 4);
 }
 
-// One row of the tile (16 columns as two vectors) through the output stage into c (columns before
-// `split`, relative to the panel) and c2 (the rest: the depth-to-space store of conv_transpose2x2).
-inline void store_row16(const TileArgs& t, int r, __m256i v0, __m256i v1, int split) {
+// Row r's 8*NV int32 results, each within the 8-bit output type: the saturating packs are exact.
+template <int NV, bool kSigned>
+inline void put_bytes(const TileArgs& t, int r, const __m256i* q, bool whole, int split) {
+  static_assert(NV == 1 || NV == 2, "one or two vectors a row");
+  __m128i b;
+  if constexpr (NV == 1) {
+    const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(q[0]), _mm256_extracti128_si256(q[0], 1));
+    b = kSigned ? _mm_packs_epi16(w, w) : _mm_packus_epi16(w, w);
+  } else {
+    // packs works per 128-bit lane: the 64-bit quarters are put back in column order after each step.
+    const __m256i w = _mm256_permute4x64_epi64(_mm256_packs_epi32(q[0], q[1]), 0xD8);
+    const __m256i p = kSigned ? _mm256_packs_epi16(w, w) : _mm256_packus_epi16(w, w);
+    b = _mm256_castsi256_si128(_mm256_permute4x64_epi64(p, 0x08));
+  }
+  if (whole) {
+    if constexpr (NV == 1) _mm_storel_epi64(static_cast<__m128i*>(t.c[r]), b);
+    else _mm_storeu_si128(static_cast<__m128i*>(t.c[r]), b);
+    return;
+  }
+  alignas(16) unsigned char buf[16];
+  _mm_store_si128(reinterpret_cast<__m128i*>(buf), b);
+  put_staged(t, r, buf, split, 1);
+}
+
+// Eqs. (14)-(16): the tile's rows requantized to 8 bits with the stage's parameters loaded once per tile.
+template <int NV, RequantMode M, bool kSigned>
+void store_requantized(const TileArgs& t, int mr, const __m256i (*acc)[NV], bool whole, int split) {
   const OutputStage& os = *t.stage;
-  alignas(32) unsigned char tmp[kNR * 4];
-  int64_t esize = 4;
-  if (os.mode == RequantMode::kFloat) {
-    // Eq. (20) when each row has its own zero point, then eq. (19): f32(acc) * f32(s_a * s_w) + bias,
-    // each a separate float32 rounding (mul, mul, add: no FMA).
-    const int64_t col = t.col0;
-    if (t.row_zp) {
-      const __m256i za = _mm256_set1_epi32(t.a_zp[r]);
-      v0 = _mm256_sub_epi32(v0, _mm256_mullo_epi32(za, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(os.zp_colsum + col))));
-      v1 = _mm256_sub_epi32(v1, _mm256_mullo_epi32(za, _mm256_loadu_si256(reinterpret_cast<const __m256i*>(os.zp_colsum + col + 8))));
-    }
-    const __m256 sa = _mm256_set1_ps(t.a_scale[r]);
-    const __m256 s0 = _mm256_mul_ps(sa, _mm256_loadu_ps(os.fmultiplier + col));
-    const __m256 s1 = _mm256_mul_ps(sa, _mm256_loadu_ps(os.fmultiplier + col + 8));
-    const __m256 y0 = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(v0), s0), _mm256_loadu_ps(os.fbias + col));
-    const __m256 y1 = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(v1), s1), _mm256_loadu_ps(os.fbias + col + 8));
-    if (t.nc == kNR && split >= kNR) {
-      _mm256_storeu_ps(static_cast<float*>(t.c[r]), y0);
-      _mm256_storeu_ps(static_cast<float*>(t.c[r]) + 8, y1);
-      return;
-    }
-    _mm256_store_ps(reinterpret_cast<float*>(tmp), y0);
-    _mm256_store_ps(reinterpret_cast<float*>(tmp) + 8, y1);
-  } else if (os.mode == RequantMode::kRaw) {
-    if (t.nc == kNR && split >= kNR) {
-      _mm256_storeu_si256(static_cast<__m256i*>(t.c[r]), v0);
-      _mm256_storeu_si256(static_cast<__m256i*>(t.c[r]) + 1, v1);
-      return;
-    }
-    _mm256_store_si256(reinterpret_cast<__m256i*>(tmp), v0);
-    _mm256_store_si256(reinterpret_cast<__m256i*>(tmp) + 1, v1);
-  } else {
-    // Both vectors within [qmin, qmax] of the 8-bit type: the saturating packs are exact. packs works per
-    // 128-bit lane, so the 64-bit quarters are put back in column order after each step.
-    const __m256i w = _mm256_permute4x64_epi64(
-        _mm256_packs_epi32(requant8(v0, os, t.col0), requant8(v1, os, t.col0 + 8)), 0xD8);
-    const __m256i b = os.out_dtype == DType::kUint8 ? _mm256_packus_epi16(w, w) : _mm256_packs_epi16(w, w);
-    const __m128i bytes = _mm256_castsi256_si128(_mm256_permute4x64_epi64(b, 0x08));
-    if (t.nc == kNR && split >= kNR) {
-      _mm_storeu_si128(static_cast<__m128i*>(t.c[r]), bytes);
-      return;
-    }
-    _mm_store_si128(reinterpret_cast<__m128i*>(tmp), bytes);
-    esize = 1;
+  const StageBounds bounds(os);
+  StageLanes lanes[NV];
+  for (int i = 0; i < NV; ++i) lanes[i] = load_lanes<M>(os, t.col0 + 8 * i);
+  for (int r = 0; r < mr; ++r) {
+    __m256i q[NV];
+    for (int i = 0; i < NV; ++i) q[i] = requant8<M>(acc[r][i], lanes[i], bounds);
+    put_bytes<NV, kSigned>(t, r, q, whole, split);
   }
-  if (split > 0) copy_row_part(t.c[r], tmp, 0, split * esize);
-  if (split < t.nc) copy_row_part(t.c2[r], tmp, split * esize, t.nc * esize);
+}
+
+template <int NV, RequantMode M>
+void store_requantized(const TileArgs& t, int mr, const __m256i (*acc)[NV], bool whole, int split) {
+  if (t.stage->out_dtype == DType::kUint8) store_requantized<NV, M, false>(t, mr, acc, whole, split);
+  else store_requantized<NV, M, true>(t, mr, acc, whole, split);
+}
+
+// Eq. (20) when each row has its own zero point, then eq. (19): f32(acc) * f32(s_a * s_w) + bias, each a
+// separate float32 rounding (mul, mul, add: no FMA).
+template <int NV>
+void store_float(const TileArgs& t, int mr, const __m256i (*acc)[NV], bool whole, int split) {
+  const OutputStage& os = *t.stage;
+  __m256 fm[NV], fb[NV];
+  __m256i zc[NV];
+  for (int i = 0; i < NV; ++i) {
+    fm[i] = _mm256_loadu_ps(os.fmultiplier + t.col0 + 8 * i);
+    fb[i] = _mm256_loadu_ps(os.fbias + t.col0 + 8 * i);
+    zc[i] = t.row_zp ? _mm256_loadu_si256(reinterpret_cast<const __m256i*>(os.zp_colsum + t.col0 + 8 * i))
+                     : _mm256_setzero_si256();
+  }
+  for (int r = 0; r < mr; ++r) {
+    const __m256 sa = _mm256_set1_ps(t.a_scale[r]);
+    __m256i y[NV];
+    for (int i = 0; i < NV; ++i) {
+      __m256i v = acc[r][i];
+      if (t.row_zp) v = _mm256_sub_epi32(v, _mm256_mullo_epi32(_mm256_set1_epi32(t.a_zp[r]), zc[i]));
+      const __m256 f = _mm256_add_ps(_mm256_mul_ps(_mm256_cvtepi32_ps(v), _mm256_mul_ps(sa, fm[i])), fb[i]);
+      y[i] = _mm256_castps_si256(f);
+    }
+    put_words<NV>(t, r, y, whole, split);
+  }
+}
+
+// The tile's mr rows of 8*NV accumulators (starting accumulator included) through the output stage:
+// eq. (7)'s row-sum term for a weight zero point, then the stage's mode, once per tile.
+template <int NV>
+void store_tile(const TileArgs& t, int mr, __m256i (*acc)[NV]) {
+  const int split = static_cast<int>(std::min<int64_t>(std::max<int64_t>(t.split - t.col0, 0), t.nc));
+  const bool whole = t.nc == 8 * NV && split >= 8 * NV;
+  if (t.zb) {
+    __m256i zb[NV];
+    for (int i = 0; i < NV; ++i) zb[i] = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t.zb) + i);
+    for (int r = 0; r < mr; ++r) {
+      const __m256i rs = _mm256_set1_epi32(t.rowsum[r]);
+      for (int i = 0; i < NV; ++i) acc[r][i] = _mm256_sub_epi32(acc[r][i], _mm256_mullo_epi32(rs, zb[i]));
+    }
+  }
+  switch (t.stage->mode) {
+    case RequantMode::kRaw:
+      for (int r = 0; r < mr; ++r) put_words<NV>(t, r, acc[r], whole, split);
+      return;
+    case RequantMode::kFloat: return store_float<NV>(t, mr, acc, whole, split);
+    case RequantMode::kFp32: return store_requantized<NV, RequantMode::kFp32>(t, mr, acc, whole, split);
+    case RequantMode::kGemmlowp: return store_requantized<NV, RequantMode::kGemmlowp>(t, mr, acc, whole, split);
+    case RequantMode::kSingle: return store_requantized<NV, RequantMode::kSingle>(t, mr, acc, whole, split);
+  }
 }
 
 }  // namespace
