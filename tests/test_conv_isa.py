@@ -143,6 +143,23 @@ def test_conv_large_shapes_split_across_threads(rng, isa_threads):
     np.testing.assert_array_equal(qkern.conv_transpose2x2(x, wd, x_zero_point=3, w_zero_point=1, requant=rq), want)
 
 
+@pytest.mark.parametrize("w", [8, 32, 33, 130])
+@pytest.mark.parametrize("c", [1, 3, 6, 9, 33, 72])
+def test_conv3x3_padding_in_place_and_on_a_bordered_copy(rng, isa_threads, w, c):
+    """Padding 1 on narrow images runs on a copy of the input with a real x_zero_point border; wider ones
+    (conv3x3.cc: wider than kBorderCopyMaxWidth in tuning.h, 32) assemble border windows in place. Both, on
+    the patch (C <= 6), kernel-row (9, 33) and nine-tap (72) paths, both strides, with weight zero points
+    (row sums of windows in the padding)."""
+    for stride in (1, 2):
+        tx, tw = _pick(rng, TYPE_PAIRS)
+        x, wt = rand_q(rng, tx, (2, 3, w, c)), rand_q(rng, tw, (11, 3, 3, c))
+        xz, wz = rand_zp(rng, tx), rand_zp(rng, tw, 11)
+        rq = requant_cases(rng, 11)["fp32-pc"]
+        want = qkern.reference.conv3x3(x, wt, stride, 1, xz, wz, None, rq)
+        packed = qkern.PackedConv3x3(wt, wz, None, rq, stride=stride, padding=1)
+        np.testing.assert_array_equal(packed(x, x_zero_point=xz), want, err_msg=f"w={w} c={c} s={stride}")
+
+
 @pytest.mark.parametrize("c", [4, 9, 33, 72])
 @pytest.mark.parametrize(("stride", "padding"), [(1, 1), (1, 0), (2, 1), (2, 0)])
 @pytest.mark.parametrize("tx", QTYPES, ids=lambda t: np.dtype(t).name)

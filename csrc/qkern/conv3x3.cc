@@ -288,6 +288,29 @@ std::vector<uint32_t> window_sums(const KernelInfo& kernel, const ConvInput& in,
   return sums;
 }
 
+// The input with its one-pixel border made real: x_zero_point bytes around each image, so that a padding-1
+// conv becomes a padding-0 conv on it with every window inside the image (same outputs: a padding tap
+// reads x_zero_point either way).
+std::vector<uint8_t> with_border(const ConvInput& in, const uint8_t* x, uint8_t za) {
+  const int64_t c = in.channels, row = in.width * c, prow = (in.width + 2) * c, ph = in.height + 2;
+  std::vector<uint8_t> padded(static_cast<size_t>(in.batch * ph * prow));
+  const auto fill_image = [&](int64_t img) {
+    uint8_t* dst = padded.data() + img * ph * prow;
+    const uint8_t* src = x + img * in.height * row;
+    std::memset(dst, za, static_cast<size_t>(prow));
+    for (int64_t y = 0; y < in.height; ++y) {
+      uint8_t* d = dst + (y + 1) * prow;
+      std::memset(d, za, static_cast<size_t>(c));
+      std::memcpy(d + c, src + y * row, static_cast<size_t>(row));
+      std::memset(d + c + row, za, static_cast<size_t>(c));
+    }
+    std::memset(dst + (ph - 1) * prow, za, static_cast<size_t>(prow));
+  };
+  if (in.batch > 1 && in.batch * ph * prow >= kRowSumBlockBytes) parallel_for(in.batch, fill_image);
+  else for (int64_t img = 0; img < in.batch; ++img) fill_image(img);
+  return padded;
+}
+
 }  // namespace
 
 std::unique_ptr<PackedB> pack_conv3x3(Isa isa, const void* w, DType w_type, int64_t out_channels,
@@ -303,6 +326,11 @@ std::unique_ptr<PackedB> pack_conv3x3(Isa isa, const void* w, DType w_type, int6
 void conv3x3_packed(const PackedB& pb, const ConvInput& in, const void* x, DType x_type, int32_t x_zero_point,
                     void* out) {
   QK_REQUIRE(pb.k == 9 * in.channels, "conv3x3_packed: channel count differs from the weights");
+  if (in.padding == 1 && in.width <= kBorderCopyMaxWidth && in.channels > 0) {
+    const std::vector<uint8_t> padded = with_border(in, static_cast<const uint8_t*>(x), static_cast<uint8_t>(x_zero_point));
+    const ConvInput inner{in.batch, in.height + 2, in.width + 2, in.channels, in.stride, 0};
+    return conv3x3_packed(pb, inner, padded.data(), x_type, x_zero_point, out);
+  }
   const int64_t oh = in.out_height(), ow = in.out_width();
   const int64_t esize = out_elem_size(pb.stage.out_dtype);
   // One kernel row (3*C bytes) of x_zero_point: the padding tap of the kernel-row and nine-tap paths.
