@@ -200,44 +200,101 @@ struct KernelRowTaps : OutRows {
 // One tap of 9*C bytes per pixel (C <= kPatchCinMax), assembled in the tile's scratch: the three kernel
 // rows of a window inside the image are three copies of 3*C bytes (constant sizes: C is a template
 // argument), a window crossing the border is assembled pixel by pixel with x_zero_point bytes.
-template <int C>
+// kWide (kernels whose packed elements are int16 and read A unflipped): the patch is written as those
+// int16 elements, zero-filled to an even count, each pair with one 4-byte store, and handed to the kernel
+// in place (TileArgs::a_wide_stride). A byte patch would be copied again by the kernel's own widening,
+// whose wide loads cannot be forwarded from the patch's narrow stores.
+template <int C, bool kWide, bool kSigned = false>
 struct PatchRows : OutRows {
+  static constexpr int kK = 9 * C, kPairs = (kK + 1) / 2;
+  static constexpr int kRowBytes = kWide ? 128 : 64;
   struct Scratch {
-    static_assert(9 * kPatchCinMax <= 64, "a patch row is one cache line");
-    alignas(64) uint8_t rows[kMaxMR][64];
+    static_assert(9 * kPatchCinMax <= 64, "a byte patch row is one cache line, an int16 one two");
+    alignas(64) uint8_t rows[kMaxMR][kRowBytes];
     ConvTaps::Pos cursor;
   };
   ConvTaps taps;
 
-  uint32_t fill_a(TileArgs& t, int64_t tile, int64_t r0, int rows, Scratch& s) const {
+  // The window's 9*C bytes of one pixel: element k of kernel row k / (3C) at k % (3C).
+  void window_bytes(const ConvTaps::Pos& p, uint8_t* dst) const {
     const ConvInput& in = *taps.in;
-    ConvTaps::Pos p = taps.seek(s.cursor, r0);
-    for (int r = 0; r < rows; ++r, taps.next(p)) {
-      uint8_t* dst = s.rows[r];
-      t.a[0][r] = dst;
-      if (taps.inside(p)) {
-        const uint8_t* corner = taps.corner(p);
-        std::memcpy(dst, corner, 3 * C);
-        std::memcpy(dst + 3 * C, corner + taps.row_bytes, 3 * C);
-        std::memcpy(dst + 6 * C, corner + 2 * taps.row_bytes, 3 * C);
-        continue;
-      }
-      const uint8_t* image = taps.x + p.img * taps.image_bytes;
-      for (int dy = 0; dy < 3; ++dy) {
-        const int64_t iy = taps.iy0(p) + dy;
-        for (int dx = 0; dx < 3; ++dx) {
-          const int64_t ix = taps.ix0(p) + dx;
-          uint8_t* d = dst + (dy * 3 + dx) * C;
-          if (iy < 0 || iy >= in.height || ix < 0 || ix >= in.width) std::memset(d, taps.za_row[0], C);
-          else std::memcpy(d, image + iy * taps.row_bytes + ix * C, C);
-        }
+    if (taps.inside(p)) {
+      const uint8_t* corner = taps.corner(p);
+      std::memcpy(dst, corner, 3 * C);
+      std::memcpy(dst + 3 * C, corner + taps.row_bytes, 3 * C);
+      std::memcpy(dst + 6 * C, corner + 2 * taps.row_bytes, 3 * C);
+      return;
+    }
+    const uint8_t* image = taps.x + p.img * taps.image_bytes;
+    for (int dy = 0; dy < 3; ++dy) {
+      const int64_t iy = taps.iy0(p) + dy;
+      for (int dx = 0; dx < 3; ++dx) {
+        const int64_t ix = taps.ix0(p) + dx;
+        uint8_t* d = dst + (dy * 3 + dx) * C;
+        if (iy < 0 || iy >= in.height || ix < 0 || ix >= in.width) std::memset(d, taps.za_row[0], C);
+        else std::memcpy(d, image + iy * taps.row_bytes + ix * C, C);
       }
     }
+  }
+
+  // A byte as the kernel's int16 (sign-extended when A is int8), in the low 16 bits.
+  static uint32_t element(uint8_t byte) {
+    return kSigned ? static_cast<uint16_t>(static_cast<int16_t>(static_cast<int8_t>(byte))) : byte;
+  }
+  // Row `dst` as int16 pairs of a window's kK bytes: kernel row dy starts at first + dy * row_step.
+  static void put_pairs(const uint8_t* first, int64_t row_step, uint8_t* dst) {
+    const auto at = [&](int k) { return first[(k / (3 * C)) * row_step + k % (3 * C)]; };
+    for (int j = 0; j < kPairs; ++j) {
+      const uint32_t lo = element(at(2 * j));
+      const uint32_t hi = 2 * j + 1 < kK ? element(at(2 * j + 1)) : 0u;
+      const uint32_t pair = lo | hi << 16;
+      std::memcpy(dst + 4 * j, &pair, 4);
+    }
+  }
+  // One pixel's row, any window.
+  void put_pixel(const ConvTaps::Pos& p, uint8_t* dst) const {
+    if (!kWide) return window_bytes(p, dst);
+    if (taps.inside(p)) return put_pairs(taps.corner(p), taps.row_bytes, dst);
+    uint8_t bytes[kK];
+    window_bytes(p, bytes);
+    put_pairs(bytes, 3 * C, dst);
+  }
+
+  uint32_t fill_a(TileArgs& t, int64_t tile, int64_t r0, int rows, Scratch& s) const {
+    ConvTaps::Pos p = taps.seek(s.cursor, r0);
+    for (int r = 0; r < rows; ++r) t.a[0][r] = s.rows[r];
+    for (int r = 0; r < rows;) {
+      // The tile's pixels in p's output row; when all their windows are inside, pointers in steps.
+      const int n = static_cast<int>(std::min<int64_t>(rows - r, taps.ow - p.ox));
+      if (kWide && taps.run_inside(p, n)) {
+        const uint8_t* corner = taps.corner(p);
+        const int64_t step = taps.in->stride * C;
+        for (int i = 0; i < n; ++i, corner += step) put_pairs(corner, taps.row_bytes, s.rows[r + i]);
+        taps.skip(p, n);
+        r += n;
+        continue;
+      }
+      put_pixel(p, s.rows[r]);
+      taps.next(p);
+      ++r;
+    }
     s.cursor = p;
+    if constexpr (kWide) t.a_wide_stride = kRowBytes / 2;
     t.a_version |= static_cast<uint64_t>(tile + 1) & 0xFFFFFFFFu;  // new bytes, same address
     return 0;  // one tap: nothing to skip
   }
 };
+
+// Whether the patch is written as the kernel's int16 elements (PatchRows<C, true>).
+bool int16_patch(const KernelInfo& kernel) { return kernel.elem_bytes == 2 && !kernel.flip_s8_a; }
+
+template <int C>
+void run_patch_tiles(const PackedB& pb, DType x_type, int64_t m, int32_t x_zero_point, const OutRows& outs,
+                     const ConvTaps& taps, const uint32_t* sums) {
+  if (!int16_patch(*pb.kernel)) return run_tiles(pb, x_type, m, x_zero_point, PatchRows<C, false>{outs, taps}, sums);
+  if (x_type == DType::kInt8) return run_tiles(pb, x_type, m, x_zero_point, PatchRows<C, true, true>{outs, taps}, sums);
+  run_tiles(pb, x_type, m, x_zero_point, PatchRows<C, true, false>{outs, taps}, sums);
+}
 
 // Eq. (7)'s row sums of every output pixel, for a weight zero point (run_tiles' tap_sums): each input
 // pixel's byte sum once (row_byte_sums), then per output pixel the nine of its window, a padding pixel
@@ -346,16 +403,18 @@ void conv3x3_packed(const PackedB& pb, const ConvInput& in, const void* x, DType
   // 9*C <= 54 patch bytes per tile row. One core, against the tiles' own sums: 224x224x3->64 s2 0.90x;
   // patch path s1 C = 4, 6 1.07x; C = 8 1.26-1.39x, 16 1.19-1.25x, 32 1.15x, 64 s2 1.06x.
   std::vector<uint32_t> tap_sums;
-  if (pb.has_zb && (pb.taps != 1 || in.stride == 1)) tap_sums = window_sums(*pb.kernel, in, xb, x_type == DType::kInt8, za_row.data());
+  // The int16 patch (PatchRows<C, true>) has no bytes for the tiles to sum: always from the pixel sums there.
+  const bool wide_patch = pb.taps == 1 && int16_patch(*pb.kernel);
+  if (pb.has_zb && (pb.taps != 1 || in.stride == 1 || wide_patch)) tap_sums = window_sums(*pb.kernel, in, xb, x_type == DType::kInt8, za_row.data());
   const uint32_t* sums = tap_sums.empty() ? nullptr : tap_sums.data();
   if (pb.taps == 1) {
     switch (in.channels) {
-      case 1: return run_tiles(pb, x_type, m, x_zero_point, PatchRows<1>{outs, taps}, sums);
-      case 2: return run_tiles(pb, x_type, m, x_zero_point, PatchRows<2>{outs, taps}, sums);
-      case 3: return run_tiles(pb, x_type, m, x_zero_point, PatchRows<3>{outs, taps}, sums);
-      case 4: return run_tiles(pb, x_type, m, x_zero_point, PatchRows<4>{outs, taps}, sums);
-      case 5: return run_tiles(pb, x_type, m, x_zero_point, PatchRows<5>{outs, taps}, sums);
-      case 6: return run_tiles(pb, x_type, m, x_zero_point, PatchRows<6>{outs, taps}, sums);
+      case 1: return run_patch_tiles<1>(pb, x_type, m, x_zero_point, outs, taps, sums);
+      case 2: return run_patch_tiles<2>(pb, x_type, m, x_zero_point, outs, taps, sums);
+      case 3: return run_patch_tiles<3>(pb, x_type, m, x_zero_point, outs, taps, sums);
+      case 4: return run_patch_tiles<4>(pb, x_type, m, x_zero_point, outs, taps, sums);
+      case 5: return run_patch_tiles<5>(pb, x_type, m, x_zero_point, outs, taps, sums);
+      case 6: return run_patch_tiles<6>(pb, x_type, m, x_zero_point, outs, taps, sums);
       default: QK_REQUIRE(false, "conv3x3_packed: weights packed for the patch path (C <= kPatchCinMax)");
     }
   }

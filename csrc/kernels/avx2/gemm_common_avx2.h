@@ -67,6 +67,10 @@ inline WidenCache& thread_widen_cache() {
 }
 
 const int16_t* widened_rows(const TileArgs& t, int mr, int64_t* stride) {
+  if (t.a_wide_stride > 0) {  // the driver's rows are already int16 (a first layer's patch)
+    *stride = t.a_wide_stride;
+    return reinterpret_cast<const int16_t*>(t.a[0][0]);
+  }
   WidenCache& cache = thread_widen_cache();
   bool hit = cache.a_version == t.a_version && cache.taps == t.taps && cache.tap_k == t.tap_k &&
              cache.is_signed == t.a_signed;
