@@ -15,17 +15,17 @@ namespace {
 
 template <int MR>
 void tile(const TileArgs& t) {
-  int64_t stride = 0;
-  const int16_t* abase = widened_rows(t, MR, &stride);
+  const WideRows w = widened_rows(t, MR);
+  const int64_t stride = w.stride;
   const __m256i init = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t.bias_eff));
 #define QK_INIT(r) __m256i c##r = init;
   QK_EACH_ROW(QK_INIT)
 #undef QK_INIT
-  // The widened rows hold the tile's taps back to back; each tap multiplies its own packed tap of B.
+  // Each tap's widened rows multiply that tap's packed rows of B.
   for (int tap = 0; tap < t.taps; ++tap) {
     const int64_t pairs = t.tap_kp / 2;
     const uint8_t* bp = t.b + t.tap_b[tap] * t.tap_kp * kNR * 2;
-    const int16_t* at = abase + tap * t.tap_kp;
+    const int16_t* at = w.tap_row[tap];
     for (int64_t q = 0; q < pairs; ++q, bp += kNR * kKR * 2) {
       const __m256i b0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(bp));  // columns 0-7 of the panel
 #define QK_ROW(r)                                                       \

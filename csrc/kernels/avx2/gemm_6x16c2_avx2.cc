@@ -9,16 +9,16 @@ namespace {
 
 template <int MR>
 void tile(const TileArgs& t) {
-  int64_t stride = 0;
-  const int16_t* abase = widened_rows(t, MR, &stride);
+  const WideRows w = widened_rows(t, MR);
+  const int64_t stride = w.stride;
   __m256i c00 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t.bias_eff));
   __m256i c01 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t.bias_eff + 8));
   __m256i c10 = c00, c11 = c01, c20 = c00, c21 = c01, c30 = c00, c31 = c01, c40 = c00, c41 = c01, c50 = c00, c51 = c01;
-  // The widened rows hold the tile's taps back to back; each tap multiplies its own packed tap of B.
+  // Each tap's widened rows multiply that tap's packed rows of B.
   for (int tap = 0; tap < t.taps; ++tap) {
     const int64_t pairs = t.tap_kp / 2;
     const uint8_t* bp = t.b + t.tap_b[tap] * t.tap_kp * kNR * 2;
-    const int16_t* at = abase + tap * t.tap_kp;
+    const int16_t* at = w.tap_row[tap];
     for (int64_t q = 0; q < pairs; ++q, bp += kNR * kKR * 2) {
       const __m256i b0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(bp));
       const __m256i b1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(bp + 32));
