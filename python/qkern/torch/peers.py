@@ -84,8 +84,15 @@ def _onnx_sessions(model: nn.Module, calibration: Sequence[torch.Tensor], opts: 
         )
 
 
-def median_ms(fn: Callable[[], Any], repeats: int = 30, warmup: int = 3, budget_s: float = 2.0) -> float:
-    """Median wall time of fn() in milliseconds over up to `repeats` calls (fewer if `budget_s` runs out)."""
+def median_ms(
+    fn: Callable[[], Any], repeats: int = 30, warmup: int = 3, budget_s: float = 2.0, pause_s: float = 0.3
+) -> float:
+    """Median wall time of fn() in milliseconds over up to `repeats` calls (fewer if `budget_s` runs out).
+
+    Starts with a `pause_s` sleep: torch's OpenMP workers and ONNX Runtime's pool keep spinning for a while
+    after their last call, which would slow whatever is timed next on a two-core machine (the bench
+    harness pauses the same way)."""
+    time.sleep(pause_s)
     for _ in range(warmup):
         fn()
     times = []
