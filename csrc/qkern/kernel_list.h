@@ -55,6 +55,7 @@ void byte_sums__avx512vnni(const uint8_t* p, int64_t rows, int64_t stride, int64
 void pack_b_avx2(PackedB& pb, const BSource& b);
 void tile_gemm_6x16c2__avx2(const TileArgs& t, int mr);
 void tile_gemm_12x8c2__avx2(const TileArgs& t, int mr);
+void tile_gemm_12x4c2__avx2(const TileArgs& t, int mr);
 void byte_sums__avx2(const uint8_t* p, int64_t rows, int64_t stride, int64_t n, uint8_t flip, uint32_t* out);
 
 }  // namespace qk

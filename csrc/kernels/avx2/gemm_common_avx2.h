@@ -43,18 +43,22 @@ void widen(const uint8_t* src, bool is_signed, int64_t n, int16_t* dst) {
 
 // The tile's A as int16: row r of tap `tap` at tap_row[tap] + r * stride, tap_kp elements (those past
 // tap_k multiply B's zero rows, so their values do not matter; they are zeros or the next row's).
+// Every row can be read up to the next multiple of 16 elements past tap_kp (those elements are finite and
+// meet B's zeros).
 struct WideRows {
   const int16_t* tap_row[kMaxTaps];
   int64_t stride;
 };
 
 // The widened rows of the last tile this thread saw: the driver runs every panel of an m-tile back to
-// back, so all but the first panel reuse the widening. Two layouts: rows whose taps overlap (a conv's
-// consecutive windows: every tap's rows evenly spaced by fewer bytes than tap_k) are widened once per tap
-// as one span, each row a window into it (3x-4x fewer bytes for a 3x3 conv at stride 1); otherwise each
-// row is the concatenation of its taps, each widened to tap_kp int16 (zero-filled).
+// back, so all but the first panel reuse the widening. Two layouts: rows that overlap or touch (a conv's
+// consecutive windows, a GEMM's contiguous rows: every tap's rows evenly spaced by at most tap_k bytes)
+// are widened once per tap as one span, each row a window into it (3x-4x fewer bytes for a 3x3 conv at
+// stride 1, one call instead of one per row for a short GEMM row); otherwise each row is the
+// concatenation of its taps, each widened to tap_kp int16 (zero-filled).
 struct WidenCache {
-  const uint8_t* rows[kMaxTaps][kMaxMR] = {};
+  const uint8_t* rows[kMaxTaps][kMaxMR] = {};  // rows [0, mr) of taps [0, taps) are the widened ones
+  int mr = 0;
   int taps = 0;
   int64_t tap_k = -1;
   uint64_t a_version = 0;  // new bytes may sit at old addresses: never hit across versions
@@ -77,11 +81,11 @@ inline WidenCache& thread_widen_cache() {
 }
 
 // The byte distance between consecutive rows when every tap's rows are evenly spaced by the same
-// 0 < step < tap_k (overlapping windows), else 0.
+// 0 < step <= tap_k (overlapping conv windows, or a GEMM's contiguous rows), else 0.
 inline int64_t overlap_step(const TileArgs& t, int mr) {
   if (mr < 2) return 0;
   const int64_t step = t.a[0][1] - t.a[0][0];
-  if (step <= 0 || step >= t.tap_k) return 0;
+  if (step <= 0 || step > t.tap_k) return 0;
   for (int tap = 0; tap < t.taps; ++tap)
     for (int r = 1; r < mr; ++r)
       if (t.a[tap][r] != t.a[tap][0] + r * step) return 0;
@@ -91,8 +95,9 @@ inline int64_t overlap_step(const TileArgs& t, int mr) {
 void widen_into(WidenCache& cache, const TileArgs& t, int mr) {
   const int64_t step = overlap_step(t, mr);
   if (step > 0) {
-    // One span per tap: rows 0..mr-1 and row mr-1's padding to tap_kp (zeros).
-    const int64_t bytes = (mr - 1) * step + t.tap_k, span = ((mr - 1) * step + t.tap_kp + 15) / 16 * 16;
+    // One span per tap: rows 0..mr-1, row mr-1's padding to tap_kp and 16 more elements (zeros): a tile
+    // that reads K in runs of 16 reads up to 15 past tap_kp, where B is zero.
+    const int64_t bytes = (mr - 1) * step + t.tap_k, span = ((mr - 1) * step + t.tap_kp + 31) / 16 * 16;
     const size_t need = static_cast<size_t>(t.taps * span);
     if (cache.data.size() < need) cache.data.resize(need);
     for (int tap = 0; tap < t.taps; ++tap) {
@@ -122,13 +127,14 @@ WideRows widened_rows(const TileArgs& t, int mr) {
   }
   WidenCache& cache = thread_widen_cache();
   bool hit = cache.a_version == t.a_version && cache.taps == t.taps && cache.tap_k == t.tap_k &&
-             cache.is_signed == t.a_signed;
+             cache.is_signed == t.a_signed && mr <= cache.mr;
   for (int tap = 0; tap < t.taps && hit; ++tap)
     for (int r = 0; r < mr && hit; ++r) hit = cache.rows[tap][r] == t.a[tap][r];
   if (!hit) {
     widen_into(cache, t, mr);
-    for (int tap = 0; tap < kMaxTaps; ++tap)
-      for (int r = 0; r < kMaxMR; ++r) cache.rows[tap][r] = tap < t.taps && r < mr ? t.a[tap][r] : nullptr;
+    for (int tap = 0; tap < t.taps; ++tap)
+      for (int r = 0; r < mr; ++r) cache.rows[tap][r] = t.a[tap][r];
+    cache.mr = mr;
     cache.taps = t.taps;
     cache.tap_k = t.tap_k;
     cache.a_version = t.a_version;
