@@ -161,7 +161,7 @@ void run_tiles(const PackedB& pb, DType a_type, int64_t m, int32_t a_zero_point,
     }
   };
   const int64_t tasks = m_blocks * n_blocks;
-  if (m * pb.n * pb.k >= kParallelMacs) parallel_for(tasks, run_task);
+  if (m * (pb.n * pb.k + kRowCostMacs) >= kParallelMacs) parallel_for(tasks, run_task);
   else for (int64_t task = 0; task < tasks; ++task) run_task(task);
 }
 

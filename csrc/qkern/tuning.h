@@ -10,6 +10,10 @@ namespace qk {
 // much as the call (M=1, K=N=512 does not pay for the hand-off; M=1, K=N=1024 does, because each thread
 // starts on its own contiguous range of panels and finds them in its L2 on the next call).
 constexpr int64_t kParallelMacs = int64_t{1} << 19;
+// Threads. What one output row costs beyond its multiply-adds (its share of a tile's widening, pointers and
+// output stage), counted in multiply-adds against kParallelMacs: a 1-channel head (M = 32768, K = 8, N = 1)
+// has 0.26M multiply-adds but takes hundreds of microseconds in row costs, which two threads halve.
+constexpr int64_t kRowCostMacs = 256;
 
 // Threads. How long a worker spins for the next call before sleeping on the futex: longer burns a core
 // between calls, shorter pays a wake-up (0.1-1 ms on a 2-vCPU VM, where the idle vCPU halts) on
