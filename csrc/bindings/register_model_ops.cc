@@ -60,9 +60,11 @@ void require_pair_out(const py::array& a, const py::array& b, const py::array& o
 
 int64_t pooled(int64_t size, int k, int stride, int pad) { return (size + 2 * pad - k) / stride + 1; }
 
-void rescale(const py::array& src, py::array dst, py::ssize_t col_offset, int32_t in_zp, int32_t mult,
-             int32_t shift, int32_t out_zp, int32_t qmin, int32_t qmax) {
-  const DType st = quant_dtype(src, "src"), dt = quant_dtype(dst, "dst");
+// src written into dst[..., col_offset:col_offset+C] (the model's cat): the two arrays' layout checked.
+struct ChannelSlice {
+  int64_t rows, cols, total;  // rows of C = cols channels; dst rows have `total` channels
+};
+ChannelSlice channel_slice(const py::array& src, const py::array& dst, py::ssize_t col_offset) {
   require_c_contiguous(src, "src");
   require_writeable_c_contiguous(dst, "dst");
   if (src.ndim() < 1 || dst.ndim() != src.ndim()) throw py::value_error("src and dst must have one rank");
@@ -71,30 +73,28 @@ void rescale(const py::array& src, py::array dst, py::ssize_t col_offset, int32_
   const py::ssize_t cols = src.shape(src.ndim() - 1), total = dst.shape(dst.ndim() - 1);
   if (col_offset < 0 || col_offset + cols > total) throw py::value_error("col_offset is out of range");
   check_out_disjoint(dst, src);
+  return {cols == 0 ? 0 : static_cast<int64_t>(src.size() / cols), cols, total};
+}
+
+void rescale(const py::array& src, py::array dst, py::ssize_t col_offset, int32_t in_zp, int32_t mult,
+             int32_t shift, int32_t out_zp, int32_t qmin, int32_t qmax) {
+  const DType st = quant_dtype(src, "src"), dt = quant_dtype(dst, "dst");
+  const ChannelSlice slice = channel_slice(src, dst, col_offset);
   const RescaleParams p = rescale_params(st, dt, in_zp, mult, shift, out_zp, qmin, qmax);
-  const int64_t rows = cols == 0 ? 0 : src.size() / cols;
   const void* s = src.data();
   void* d = static_cast<char*>(dst.mutable_data()) + col_offset;
   py::gil_scoped_release release;
-  model_rescale(st, s, cols, dt, d, total, rows, cols, p);
+  model_rescale(st, s, slice.cols, dt, d, slice.total, slice.rows, slice.cols, p);
 }
 
 void copy_channels(const py::array& src, py::array dst, py::ssize_t col_offset) {
   const DType st = quant_dtype(src, "src"), dt = quant_dtype(dst, "dst");
   if (st != dt) throw py::type_error("src and dst must have one dtype");
-  require_c_contiguous(src, "src");
-  require_writeable_c_contiguous(dst, "dst");
-  if (src.ndim() < 1 || dst.ndim() != src.ndim()) throw py::value_error("src and dst must have one rank");
-  for (py::ssize_t i = 0; i + 1 < src.ndim(); ++i)
-    if (src.shape(i) != dst.shape(i)) throw py::value_error("src and dst differ outside the last axis");
-  const py::ssize_t cols = src.shape(src.ndim() - 1), total = dst.shape(dst.ndim() - 1);
-  if (col_offset < 0 || col_offset + cols > total) throw py::value_error("col_offset is out of range");
-  check_out_disjoint(dst, src);
-  const int64_t rows = cols == 0 ? 0 : src.size() / cols;
+  const ChannelSlice slice = channel_slice(src, dst, col_offset);
   const void* s = src.data();
   void* d = static_cast<char*>(dst.mutable_data()) + col_offset;
   py::gil_scoped_release release;
-  model_copy_rows(s, cols, d, total, rows, cols);
+  model_copy_rows(s, slice.cols, d, slice.total, slice.rows, slice.cols);
 }
 
 void add(const py::array& a, const py::array& b, py::array out, int32_t z1, int32_t m1, int32_t s1,

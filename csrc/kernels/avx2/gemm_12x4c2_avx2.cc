@@ -25,19 +25,10 @@ struct ColumnCache {
   std::vector<int16_t> data;  // [column][tap][kpad]
 };
 
-inline ColumnCache& thread_column_cache() {
-  static thread_local ColumnCache* cache __attribute__((tls_model("initial-exec"))) = nullptr;
-  if (__builtin_expect(cache != nullptr, 1)) return *cache;
-  static thread_local std::unique_ptr<ColumnCache> owner;
-  owner = std::make_unique<ColumnCache>();
-  cache = owner.get();
-  return *cache;
-}
-
 // The panel's columns as contiguous int16 runs: column j, packed tap p at result + (j * *layout_taps + p) *
 // *kpad. `taps` bounds the packed taps this tile names (kept taps index them through TileArgs::tap_b).
 const int16_t* panel_columns(const TileArgs& t, int taps, int* layout_taps, int64_t* kpad) {
-  ColumnCache& cache = thread_column_cache();
+  ColumnCache& cache = thread_cache<ColumnCache>();
   const uint64_t call = t.a_version >> 32;
   if (cache.panel != t.b || cache.call != call || cache.tap_kp != t.tap_kp || cache.taps < taps) {
     cache.kpad = (t.tap_kp + 15) / 16 * 16;
@@ -101,14 +92,7 @@ struct GroupRows {
 
 template <RequantMode M>
 inline __m256i requant_column(__m256i v, const OutputStage& os, const StageBounds& bounds, int64_t col) {
-  StageLanes p{};
-  if constexpr (M == RequantMode::kFp32) {
-    p.fmult = _mm256_set1_ps(os.fmultiplier[col]);
-  } else {
-    p.mult = _mm256_set1_epi32(os.multiplier[col]);
-    p.shift = _mm256_set1_epi32(os.shift[col]);
-  }
-  return requant8<M>(v, p, bounds);
+  return requant8<M>(v, broadcast_lanes<M>(os, col), bounds);
 }
 
 // Column j's accumulators of rows [g, g + n) (bias included) through the output stage: the row-indexed
@@ -179,20 +163,7 @@ void tile(const TileArgs& t) {
 }  // namespace
 
 void tile_gemm_12x4c2__avx2(const TileArgs& t, int mr) {
-  switch (mr) {
-    case 1: return tile<1>(t);
-    case 2: return tile<2>(t);
-    case 3: return tile<3>(t);
-    case 4: return tile<4>(t);
-    case 5: return tile<5>(t);
-    case 6: return tile<6>(t);
-    case 7: return tile<7>(t);
-    case 8: return tile<8>(t);
-    case 9: return tile<9>(t);
-    case 10: return tile<10>(t);
-    case 11: return tile<11>(t);
-    default: return tile<12>(t);
-  }
+  dispatch_rows<1, 12>(mr, [&](auto rows) { tile<decltype(rows)::value>(t); });
 }
 
 }  // namespace qk

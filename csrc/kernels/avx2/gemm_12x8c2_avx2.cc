@@ -51,20 +51,7 @@ void tile(const TileArgs& t) {
 }  // namespace
 
 void tile_gemm_12x8c2__avx2(const TileArgs& t, int mr) {
-  switch (mr) {
-    case 1: return tile<1>(t);
-    case 2: return tile<2>(t);
-    case 3: return tile<3>(t);
-    case 4: return tile<4>(t);
-    case 5: return tile<5>(t);
-    case 6: return tile<6>(t);
-    case 7: return tile<7>(t);
-    case 8: return tile<8>(t);
-    case 9: return tile<9>(t);
-    case 10: return tile<10>(t);
-    case 11: return tile<11>(t);
-    default: return tile<12>(t);
-  }
+  dispatch_rows<1, 12>(mr, [&](auto rows) { tile<decltype(rows)::value>(t); });
 }
 
 }  // namespace qk

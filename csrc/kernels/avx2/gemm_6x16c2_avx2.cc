@@ -41,14 +41,7 @@ void tile(const TileArgs& t) {
 }  // namespace
 
 void tile_gemm_6x16c2__avx2(const TileArgs& t, int mr) {
-  switch (mr) {
-    case 1: return tile<1>(t);
-    case 2: return tile<2>(t);
-    case 3: return tile<3>(t);
-    case 4: return tile<4>(t);
-    case 5: return tile<5>(t);
-    default: return tile<6>(t);
-  }
+  dispatch_rows<1, 6>(mr, [&](auto rows) { tile<decltype(rows)::value>(t); });
 }
 
 // B[k, n] -> panels [kp/2][16][2] of int16 raw values (no flip needed: int16 holds u8 and s8).

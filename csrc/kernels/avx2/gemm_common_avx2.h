@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cstring>
 #include <memory>
+#include <type_traits>
 #include <vector>
 
 #include "kernels/avx2/requant_avx2.h"
@@ -68,16 +69,30 @@ struct WidenCache {
   int64_t stride = 0;
 };
 
-// This thread's cache. The pointer is in initial-exec TLS, one %fs-relative load per tile (the default
-// model of a shared library calls __tls_get_addr on each access: a tenth of a 1->8 channel conv's time);
-// the cache itself is owned by a thread_local touched only on the thread's first call, freed at its exit.
-inline WidenCache& thread_widen_cache() {
-  static thread_local WidenCache* cache __attribute__((tls_model("initial-exec"))) = nullptr;
+// This thread's T (a kernel's cache). The pointer is in initial-exec TLS, one %fs-relative load per tile
+// (the default model of a shared library calls __tls_get_addr on each access: a tenth of a 1->8 channel
+// conv's time); the object is owned by a thread_local touched only on the thread's first call, freed at
+// its exit.
+template <class T>
+inline T& thread_cache() {
+  static thread_local T* cache __attribute__((tls_model("initial-exec"))) = nullptr;
   if (__builtin_expect(cache != nullptr, 1)) return *cache;
-  static thread_local std::unique_ptr<WidenCache> owner;
-  owner = std::make_unique<WidenCache>();
+  static thread_local std::unique_ptr<T> owner;
+  owner = std::make_unique<T>();
   cache = owner.get();
   return *cache;
+}
+
+// Calls tile(std::integral_constant<int, mr>) for mr in [R, kMaxRows), else with kMaxRows: a kernel's
+// row count as a template argument.
+template <int R, int kMaxRows, class Tile>
+inline void dispatch_rows(int mr, const Tile& tile) {
+  if constexpr (R < kMaxRows) {
+    if (mr == R) return tile(std::integral_constant<int, R>{});
+    return dispatch_rows<R + 1, kMaxRows>(mr, tile);
+  } else {
+    tile(std::integral_constant<int, R>{});
+  }
 }
 
 // The byte distance between consecutive rows when every tap's rows are evenly spaced by the same
@@ -125,7 +140,7 @@ WideRows widened_rows(const TileArgs& t, int mr) {
     w.stride = t.a_wide_stride;
     return w;
   }
-  WidenCache& cache = thread_widen_cache();
+  WidenCache& cache = thread_cache<WidenCache>();
   bool hit = cache.a_version == t.a_version && cache.taps == t.taps && cache.tap_k == t.tap_k &&
              cache.is_signed == t.a_signed && mr <= cache.mr;
   for (int tap = 0; tap < t.taps && hit; ++tap)

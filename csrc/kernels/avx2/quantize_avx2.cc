@@ -152,14 +152,7 @@ void requantize_t(const int32_t* acc, int64_t n, const int32_t* bias, const Outp
   constexpr bool kSigned = std::is_same<T, int8_t>::value;
   const StageBounds bounds(os);
   StageLanes p{};
-  if (kBroadcast) {
-    if (M == RequantMode::kFp32) {
-      p.fmult = _mm256_set1_ps(os.fmultiplier[0]);
-    } else {
-      p.mult = _mm256_set1_epi32(os.multiplier[0]);
-      p.shift = _mm256_set1_epi32(os.shift[0]);
-    }
-  }
+  if (kBroadcast) p = broadcast_lanes<M>(os, 0);
   int64_t j = 0;
   for (; j + 32 <= n; j += 32) {
     __m256i r[4];

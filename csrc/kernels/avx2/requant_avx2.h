@@ -53,17 +53,22 @@ inline StageLanes load_lanes(const OutputStage& os, int64_t col) {
   return p;
 }
 
-// Eqs. (14)-(16) on 8 accumulators (bias included): int32 results within [qmin, qmax], zero point added.
+// Column col's parameters in every lane.
 template <RequantMode M>
-inline __m256i requant8(__m256i x, const StageLanes& p, const StageBounds& b) {
+inline StageLanes broadcast_lanes(const OutputStage& os, int64_t col) {
+  StageLanes p{};
   if constexpr (M == RequantMode::kFp32) {
-    __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(x), p.fmult);  // float32(acc) rounds to nearest even
-    f = _mm256_round_ps(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    f = _mm256_min_ps(_mm256_max_ps(f, b.flo), b.fhi);  // [qmin - zp, qmax - zp]: +-inf saturate
-    return _mm256_add_epi32(_mm256_cvttps_epi32(f), b.zp);
+    p.fmult = _mm256_set1_ps(os.fmultiplier[col]);
+  } else {
+    p.mult = _mm256_set1_epi32(os.multiplier[col]);
+    p.shift = _mm256_set1_epi32(os.shift[col]);
   }
-  static_assert(M == RequantMode::kFp32 || M == RequantMode::kGemmlowp || M == RequantMode::kSingle,
-                "requant8: a requantization mode");
+  return p;
+}
+
+// Eqs. (13)-(15): the fixed-point modes on 8 accumulators, clamped to [qmin - zp, qmax - zp].
+template <RequantMode M>
+inline __m256i fixed_point8(__m256i x, const StageLanes& p, const StageBounds& b) {
   const __m256i zero = _mm256_setzero_si256();
   __m256i r;
   if constexpr (M == RequantMode::kGemmlowp) {
@@ -108,7 +113,21 @@ inline __m256i requant8(__m256i x, const StageLanes& p, const StageBounds& b) {
     }
     r = _mm256_blend_epi32(half[0], _mm256_slli_epi64(half[1], 32), 0xAA);
   }
-  return _mm256_add_epi32(r, b.zp);
+  return r;
+}
+
+// Eqs. (14)-(16) on 8 accumulators (bias included): int32 results within [qmin, qmax], zero point added.
+template <RequantMode M>
+inline __m256i requant8(__m256i x, const StageLanes& p, const StageBounds& b) {
+  if constexpr (M == RequantMode::kFp32) {
+    __m256 f = _mm256_mul_ps(_mm256_cvtepi32_ps(x), p.fmult);  // float32(acc) rounds to nearest even
+    f = _mm256_round_ps(f, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    f = _mm256_min_ps(_mm256_max_ps(f, b.flo), b.fhi);  // [qmin - zp, qmax - zp]: +-inf saturate
+    return _mm256_add_epi32(_mm256_cvttps_epi32(f), b.zp);
+  } else {
+    static_assert(M == RequantMode::kGemmlowp || M == RequantMode::kSingle, "requant8: a requantization mode");
+    return _mm256_add_epi32(fixed_point8<M>(x, p, b), b.zp);
+  }
 }
 
 }  // namespace
