@@ -285,13 +285,10 @@ struct PatchRows : OutRows {
   }
 };
 
-// Whether the patch is written as the kernel's int16 elements (PatchRows<C, true>).
-bool int16_patch(const KernelInfo& kernel) { return kernel.elem_bytes == 2 && !kernel.flip_s8_a; }
-
 template <int C>
 void run_patch_tiles(const PackedB& pb, DType x_type, int64_t m, int32_t x_zero_point, const OutRows& outs,
                      const ConvTaps& taps, const uint32_t* sums) {
-  if (!int16_patch(*pb.kernel)) return run_tiles(pb, x_type, m, x_zero_point, PatchRows<C, false>{outs, taps}, sums);
+  if (!pb.kernel->a_int16) return run_tiles(pb, x_type, m, x_zero_point, PatchRows<C, false>{outs, taps}, sums);
   if (x_type == DType::kInt8) return run_tiles(pb, x_type, m, x_zero_point, PatchRows<C, true, true>{outs, taps}, sums);
   run_tiles(pb, x_type, m, x_zero_point, PatchRows<C, true, false>{outs, taps}, sums);
 }
@@ -404,7 +401,7 @@ void conv3x3_packed(const PackedB& pb, const ConvInput& in, const void* x, DType
   // patch path s1 C = 4, 6 1.07x; C = 8 1.26-1.39x, 16 1.19-1.25x, 32 1.15x, 64 s2 1.06x.
   std::vector<uint32_t> tap_sums;
   // The int16 patch (PatchRows<C, true>) has no bytes for the tiles to sum: always from the pixel sums there.
-  const bool wide_patch = pb.taps == 1 && int16_patch(*pb.kernel);
+  const bool wide_patch = pb.taps == 1 && pb.kernel->a_int16;  // the patch as the kernel's int16 pairs (PatchRows<C, true>)
   if (pb.has_zb && (pb.taps != 1 || in.stride == 1 || wide_patch)) tap_sums = window_sums(*pb.kernel, in, xb, x_type == DType::kInt8, za_row.data());
   const uint32_t* sums = tap_sums.empty() ? nullptr : tap_sums.data();
   if (pb.taps == 1) {

@@ -2,8 +2,9 @@
 //
 // Packed B layout (docs/kernels.md): panels of NR columns; inside a panel [Kp/KR][NR][KR] elements, one
 // contiguous stream per k-step. K is `taps` segments of `tap_k` rows, each padded to `tap_kp` (a multiple
-// of KR) with zero rows: a GEMM has one tap, conv3x3 nine (one per kernel position, docs/kernels.md). avx512vnni: NR=64, KR=4, int8 (u8 B flipped to s8 by ^0x80, zero point
-// -128). avx2: NR=16, KR=2, int16 (raw values, no flip). scalar: the unpacked K x N matrix.
+// of KR) with zero rows: a GEMM has one tap, conv3x3 nine (one per kernel position, docs/kernels.md).
+// avx512vnni: NR=64, KR=4, int8; avx2: NR=16, KR=2, int8 (the kernels sign-extend to int16 as they load).
+// Both store u8 B as s8 (b ^ 0x80, zero point - 128). scalar: the unpacked K x N matrix.
 #pragma once
 
 #include <cstdint>
@@ -128,8 +129,8 @@ struct TileArgs {
   void* c2[kMaxMR];          // output row pointers at column split
   bool a_signed;             // A is int8 (the kernel flips or sign-extends it)
   uint64_t a_version;        // changes whenever the bytes behind a[][] may have: kernel caches key on it
-  // > 0 (one tap, kernels with elem_bytes == 2 only): the rows at a[0][] already hold A in the packed element
-  // type (int16, sign-extended, zero-filled to tap_kp), row r at a[0][0] + r * a_wide_stride elements, each
+  // > 0 (one tap, kernels with KernelInfo::a_int16 only): the rows at a[0][] already hold A as the kernel
+  // multiplies it (int16, sign-extended, zero-filled to tap_kp), row r at a[0][0] + r * a_wide_stride elements, each
   // pair written by one 4-byte store; the kernel reads them in place instead of widening its own copy.
   int64_t a_wide_stride = 0;
   // RequantMode::kFloat only (set by the GEMM row map): each tile row's activation scale s_a and, when

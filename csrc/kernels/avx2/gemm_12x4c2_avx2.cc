@@ -5,7 +5,7 @@
 // row multiplies 16 int16 of its widened row by 16 of the column (vpmaddwd), and a hadd tree turns the
 // partial sums of a group of 8 rows into one vector whose lane i is row g+i's dot product (the 12 rows are
 // a group of 8 and one of 4: 8 accumulators live at a time). The column's packed
-// pairs are gathered into a contiguous copy once per call and thread. Rows and K follow WideRows, so the
+// int8 pairs are gathered, sign-extended, into a contiguous int16 copy once per call and thread. Rows and K follow WideRows, so the
 // overlapping conv windows and the first-layer int16 patch are read as they are for the other tiles.
 #include "kernels/avx2/gemm_common_avx2.h"
 #include "qkern/kernel_list.h"
@@ -33,7 +33,7 @@ const int16_t* panel_columns(const TileArgs& t, int taps, int* layout_taps, int6
   if (cache.panel != t.b || cache.call != call || cache.tap_kp != t.tap_kp || cache.taps < taps) {
     cache.kpad = (t.tap_kp + 15) / 16 * 16;
     cache.data.assign(static_cast<size_t>(kCols * taps * cache.kpad), 0);
-    const int16_t* panel = reinterpret_cast<const int16_t*>(t.b);
+    const int8_t* panel = reinterpret_cast<const int8_t*>(t.b);
     for (int j = 0; j < kCols; ++j)
       for (int p = 0; p < taps; ++p)
         for (int64_t k = 0; k < t.tap_kp; ++k) {

@@ -24,10 +24,10 @@ void tile(const TileArgs& t) {
   // Each tap's widened rows multiply that tap's packed rows of B.
   for (int tap = 0; tap < t.taps; ++tap) {
     const int64_t pairs = t.tap_kp / 2;
-    const uint8_t* bp = t.b + t.tap_b[tap] * t.tap_kp * kNR * 2;
+    const uint8_t* bp = t.b + t.tap_b[tap] * t.tap_kp * kNR;
     const int16_t* at = w.tap_row[tap];
-    for (int64_t q = 0; q < pairs; ++q, bp += kNR * kKR * 2) {
-      const __m256i b0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(bp));  // columns 0-7 of the panel
+    for (int64_t q = 0; q < pairs; ++q, bp += kNR * kKR) {
+      const __m256i b0 = _mm256_cvtepi8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(bp)));  // columns 0-7 of the panel
 #define QK_ROW(r)                                                       \
   if constexpr (MR > r) {                                               \
     int32_t pair;                                                       \

@@ -17,11 +17,11 @@ void tile(const TileArgs& t) {
   // Each tap's widened rows multiply that tap's packed rows of B.
   for (int tap = 0; tap < t.taps; ++tap) {
     const int64_t pairs = t.tap_kp / 2;
-    const uint8_t* bp = t.b + t.tap_b[tap] * t.tap_kp * kNR * 2;
+    const uint8_t* bp = t.b + t.tap_b[tap] * t.tap_kp * kNR;
     const int16_t* at = w.tap_row[tap];
-    for (int64_t q = 0; q < pairs; ++q, bp += kNR * kKR * 2) {
-      const __m256i b0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(bp));
-      const __m256i b1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(bp + 32));
+    for (int64_t q = 0; q < pairs; ++q, bp += kNR * kKR) {
+      const __m256i b0 = _mm256_cvtepi8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(bp)));
+      const __m256i b1 = _mm256_cvtepi8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(bp + 16)));
 #define QK_ROW(r)                                                                  \
   if constexpr (MR > r) {                                                          \
     int32_t pair;                                                                  \
@@ -44,16 +44,18 @@ void tile_gemm_6x16c2__avx2(const TileArgs& t, int mr) {
   dispatch_rows<1, 6>(mr, [&](auto rows) { tile<decltype(rows)::value>(t); });
 }
 
-// B[k, n] -> panels [kp/2][16][2] of int16 raw values (no flip needed: int16 holds u8 and s8).
+// B[k, n] -> panels [kp/2][16][2] of int8, u8 B as b - 128 (its zero point moved by pack_b): half the bytes of
+// int16 panels, widened by the tile's loads (vpmovsxbw), which a GEMV's weight stream is bound by.
 void pack_b_avx2(PackedB& pb, const BSource& b) {
-  int16_t* dst = reinterpret_cast<int16_t*>(pb.data.data());
+  int8_t* dst = reinterpret_cast<int8_t*>(pb.data.data());
+  const int flip = b.type == DType::kUint8 ? 128 : 0;
   for (int64_t p = 0; p < pb.panels; ++p) {
-    int16_t* panel = dst + p * pb.kp * kNR;
+    int8_t* panel = dst + p * pb.kp * kNR;
     for_each_packed_row(pb, b, [&](int64_t kk, int64_t row) {
       if (row < 0) return;  // padding rows stay 0 (the buffer is zeroed)
-      int16_t* out = panel + (kk / kKR) * kNR * kKR + kk % kKR;
+      int8_t* out = panel + (kk / kKR) * kNR * kKR + kk % kKR;
       for (int64_t j = 0; j < kNR && p * kNR + j < pb.n; ++j)
-        out[j * kKR] = static_cast<int16_t>(load_q(b.data, b.type, row + (p * kNR + j) * b.ld_n));
+        out[j * kKR] = static_cast<int8_t>(load_q(b.data, b.type, row + (p * kNR + j) * b.ld_n) - flip);
     });
   }
 }

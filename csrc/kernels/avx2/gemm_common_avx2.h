@@ -21,7 +21,8 @@
 namespace qk {
 namespace {
 
-// The packed layout (docs/kernels.md): panels of kNR columns, [Kp/2][16][2] int16.
+// The packed layout (docs/kernels.md): panels of kNR columns, [Kp/2][16][2] int8 (u8 B stored as b ^ 0x80),
+// sign-extended to int16 as the tiles load it.
 constexpr int kNR = 16;
 constexpr int kKR = 2;
 
