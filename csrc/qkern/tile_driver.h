@@ -92,16 +92,20 @@ void run_tiles(const PackedB& pb, DType a_type, int64_t m, int32_t a_zero_point,
   const int mr = info.mr;
   const int64_t m_tiles = (m + mr - 1) / mr;
   const int64_t panel_bytes = std::max<int64_t>(pb.kp * pb.nr * info.elem_bytes, 1);
-  // Small M: each task is one panel over all rows (threads split N; the rows too if the panel count does
-  // not divide among the threads). Otherwise: blocks of m-tiles times blocks of panels that fit the L2
-  // budget; the m-tile loop runs outside the panel loop.
+  // Blocks of m-tiles times blocks of panels that fit the L2 budget; in a task the m-tile loop runs
+  // outside the panel loop, so a tile's rows are prepared (a kernel's widening) once per block of panels.
+  // Small M: all rows in one block and the panels in kSmallMTasksPerThread blocks per thread (threads split
+  // N: B is read once; the rows too if the panels do not divide among the threads).
+  const int64_t threads = get_num_threads();
   const bool small_m = m_tiles <= kMaxTilesPerTask;
-  const int64_t panels_fit = small_m ? 1 : std::max<int64_t>(1, kL2BlockBytes / panel_bytes);
-  const int64_t n_blocks = (pb.panels + panels_fit - 1) / panels_fit;
+  const int64_t l2_blocks = (pb.panels * panel_bytes + kL2BlockBytes - 1) / kL2BlockBytes;
+  const int64_t n_blocks =
+      small_m ? std::min(pb.panels, (std::max(l2_blocks, threads * kSmallMTasksPerThread) + threads - 1) / threads * threads)
+              : (pb.panels + std::max<int64_t>(1, kL2BlockBytes / panel_bytes) - 1) /
+                    std::max<int64_t>(1, kL2BlockBytes / panel_bytes);
   // Blocks of at most kMaxTilesPerTask m-tiles. The task count is then rounded up to a multiple of the thread count:
   // 17 equal tasks on 2 threads are 9 + 8, one thread alone for the last ninth of the call.
   int64_t m_blocks = small_m ? 1 : (m_tiles + kMaxTilesPerTask - 1) / kMaxTilesPerTask;
-  const int64_t threads = get_num_threads();
   while (m_blocks < m_tiles && (m_blocks * n_blocks) % threads != 0 && m_blocks * n_blocks > 1) ++m_blocks;
   // Block b of n covers [b*count/n, (b+1)*count/n): sizes differ by at most one (4 panels that fit 3 at a
   // time run as 2 + 2, not 3 + 1).
