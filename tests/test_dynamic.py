@@ -16,24 +16,31 @@ from qkern.reference import dynamic as R
 SHAPES = [(0, 5, 3), (1, 1, 1), (1, 7, 17), (5, 3, 16), (7, 33, 65), (13, 130, 31), (67, 259, 61)]
 
 
-def _layer(rng, k, n, *, per_channel, per_row, act_dtype="uint8", weight_zp=False, bias=True):
+def _layer(rng, k, n, *, per_channel, per_row, act_dtype="uint8", weight_zp=False, bias=True, reduce_range=False):
     w = rng.standard_normal((n, k)).astype(np.float32)
     b = rng.standard_normal(n).astype(np.float32) if bias else None
     qp = None
     if weight_zp:  # affine int8 weights: exercises the kernels' weight zero-point (row-sum) term
         lo, hi = (w.min(axis=1), w.max(axis=1)) if per_channel else (w.min(), w.max())
         qp = qkern.calc_qparams(lo, hi, "int8")
-    return qkern.DynamicLinear(w, b, per_channel=per_channel, per_row=per_row, act_dtype=act_dtype, weight_qparams=qp)
+    return qkern.DynamicLinear(
+        w, b, per_channel=per_channel, per_row=per_row, act_dtype=act_dtype, weight_qparams=qp, reduce_range=reduce_range
+    )
 
 
 @pytest.mark.parametrize("shape", SHAPES, ids=[f"{m}x{k}x{n}" for m, k, n in SHAPES])
 @pytest.mark.parametrize("per_row", [False, True], ids=["act-pt", "act-pr"])
 @pytest.mark.parametrize("per_channel", [False, True], ids=["w-pt", "w-pc"])
-@pytest.mark.parametrize("a_dtype", [np.uint8, np.int8])
+@pytest.mark.parametrize("a_dtype", [np.uint8, np.int8, "uint7"])
 def test_float_output_form_equals_formula(isa_threads, rng, shape, per_row, per_channel, a_dtype):
+    """uint7: a layer built for uint8 activations with reduce_range (below 128: the 7-bit kernel's weights)."""
     m, k, n = shape
-    layer = _layer(rng, k, n, per_channel=per_channel, per_row=per_row, weight_zp=per_channel)
+    seven = a_dtype == "uint7"
+    a_dtype = np.uint8 if seven else a_dtype
+    layer = _layer(rng, k, n, per_channel=per_channel, per_row=per_row, weight_zp=per_channel, reduce_range=seven)
     a = rand_q(rng, a_dtype, (m, k))
+    if seven:
+        a &= 0x7F
     info = np.iinfo(a_dtype)
     count = m if per_row else 1
     scale = np.exp(rng.uniform(-9, 1, count)).astype(np.float32)
@@ -103,8 +110,9 @@ def test_choose_qparams_native_equals_reference(a, b, act_dtype, reduce_range):
 @pytest.mark.parametrize("per_row", [False, True], ids=["pt", "pr"])
 @pytest.mark.parametrize("per_channel", [False, True], ids=["w-pt", "w-pc"])
 @pytest.mark.parametrize("act_dtype", ["uint8", "int8"])
-def test_dynamic_linear_native_equals_reference(isa_threads, rng, per_row, per_channel, act_dtype):
-    layer = _layer(rng, 70, 45, per_channel=per_channel, per_row=per_row, act_dtype=act_dtype)
+@pytest.mark.parametrize("reduce_range", [False, True], ids=["full", "reduced"])
+def test_dynamic_linear_native_equals_reference(isa_threads, rng, per_row, per_channel, act_dtype, reduce_range):
+    layer = _layer(rng, 70, 45, per_channel=per_channel, per_row=per_row, act_dtype=act_dtype, reduce_range=reduce_range)
     for lead in [(), (1,), (4, 3), (0, 2), (130,)]:
         x = (rng.standard_normal((*lead, 70)) * rng.uniform(0.1, 10)).astype(np.float32)
         got = layer(x)
@@ -112,6 +120,28 @@ def test_dynamic_linear_native_equals_reference(isa_threads, rng, per_row, per_c
             want = layer(x)
         assert got.shape == (*lead, 45) and got.dtype == np.float32
         assert np.array_equal(got, want)
+
+
+def test_seven_bit_layer_runs_the_seven_bit_kernel_and_checks_its_input(rng):
+    """uint8 activations with reduce_range are below 128: the weights are packed for the ISA's 7-bit kernel
+    (kernels.inc's a_bits), and an already quantized input that breaks that promise is refused on every ISA."""
+    layer = _layer(rng, 40, 20, per_channel=True, per_row=False, reduce_range=True)
+    seven = [k["name"] for k in qkern.kernels() if k["a_bits"] == 7 and k["isa"] == qkern.get_isa()]
+    assert layer._core.kernel == (seven[0] if seven else layer._core.kernel)
+    assert _layer(rng, 40, 20, per_channel=True, per_row=False)._core.kernel not in seven
+    a = rng.integers(0, 128, (3, 40)).astype(np.uint8)
+    layer.run_quantized(a, np.float32(0.1), 3)
+    a[1, 7] = 128
+    old = qkern.get_isa()
+    try:
+        for isa in qkern.available_isas():
+            qkern.set_isa(isa)
+            with pytest.raises(ValueError, match="above 127"):
+                layer.run_quantized(a, np.float32(0.1), 3)
+            with pytest.raises(TypeError, match="uint8"):
+                layer.run_quantized(a.view(np.int8) & 0x3F, np.float32(0.1), 3)
+    finally:
+        qkern.set_isa(old)
 
 
 def test_dynamic_linear_approximates_float(rng):

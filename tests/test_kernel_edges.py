@@ -28,6 +28,22 @@ def _param(k: dict) -> pytest.param:
     return pytest.param(k, id=k["name"], marks=pytest.mark.skipif(not runnable, reason=f"this CPU lacks {k['isa']}"))
 
 
+def _a_type(k: dict, ta):
+    """A's dtype for the kernel: a 7-bit kernel (a_bits 7) takes uint8 only."""
+    return np.uint8 if k["a_bits"] < 8 else ta
+
+
+def _rand_a(k: dict, rng, ta, shape: tuple[int, ...]) -> np.ndarray:
+    """Random A of dtype ta (uint8 for a 7-bit kernel) over the whole range the kernel accepts: below 2**a_bits
+    for a 7-bit kernel, with 0 and 127 always present when there is room."""
+    a = rand_q(rng, _a_type(k, ta), shape)
+    if k["a_bits"] < 8:
+        a &= (1 << k["a_bits"]) - 1
+        if a.size >= 2:
+            a.flat[:2] = (0, (1 << k["a_bits"]) - 1)
+    return a
+
+
 EVERY_KERNEL = [_param(k) for k in KERNELS]
 NARROW_KERNELS = [_param(k) for k in KERNELS if k["max_n"]]
 TYPE_PAIRS = list(itertools.product(QTYPES, QTYPES))
@@ -66,8 +82,8 @@ def run_kernel(k: dict, a: np.ndarray, za: int, b: np.ndarray, zb, bias, requant
 
 
 def check(k: dict, rng, m: int, n: int, depth: int, ta=np.uint8, tb=np.int8, requant=None, bias=None, label="", **kw):
-    a, b = rand_q(rng, ta, (m, depth)), rand_q(rng, tb, (depth, n))
-    za, zb = rand_zp(rng, ta), rand_zp(rng, tb, n)
+    a, b = _rand_a(k, rng, ta, (m, depth)), rand_q(rng, tb, (depth, n))
+    za, zb = rand_zp(rng, a.dtype.type), rand_zp(rng, tb, n)
     got = run_kernel(k, a, za, b, zb, bias, requant, **kw)
     want = reference_gemm(a, b, za, zb, bias, requant)
     assert got.dtype == want.dtype
@@ -98,10 +114,10 @@ def test_strided_a(kernel, rng):
     m, n, depth = kernel["mr"] + 1, _width(kernel), 2 * kernel["kr"] + 1
     for pad in (1, 13, 64):
         for ta in QTYPES:
-            wide = rand_q(rng, ta, (m, depth + pad))
+            wide = _rand_a(kernel, rng, ta, (m, depth + pad))
             a = wide[:, pad // 2 : pad // 2 + depth]  # rows `depth + pad` bytes apart, not aligned
             b = rand_q(rng, np.int8, (depth, n))
-            za, zb = rand_zp(rng, ta), rand_zp(rng, np.int8, n)
+            za, zb = rand_zp(rng, wide.dtype.type), rand_zp(rng, np.int8, n)
             got = run_kernel(kernel, a, za, b, zb, None, None)
             np.testing.assert_array_equal(got, reference_gemm(np.ascontiguousarray(a), b, za, zb), err_msg=f"pad={pad}")
 
@@ -137,10 +153,10 @@ def test_split_store(kernel, rng):
 def test_float_output(kernel, rng, per_row, ta):
     for m, n in ((1, _width(kernel)), (kernel["mr"] + 1, min(kernel["nr"] - 1, _width(kernel)) or 1)):
         depth = 4 * kernel["kr"] + 3
-        a, b = rand_q(rng, ta, (m, depth)), rand_q(rng, np.int8, (depth, n))
+        a, b = _rand_a(kernel, rng, ta, (m, depth)), rand_q(rng, np.int8, (depth, n))
         count = m if per_row else 1
         a_scale = np.exp(rng.uniform(-6, 0, count)).astype(np.float32)
-        a_zp = np.array([rand_zp(rng, ta) for _ in range(count)], dtype=np.int32)
+        a_zp = np.array([rand_zp(rng, a.dtype.type) for _ in range(count)], dtype=np.int32)
         zb = np.zeros(n, dtype=np.int32)
         w_scale = np.exp(rng.uniform(-8, -2, n)).astype(np.float32)
         for bias in (None, rng.normal(size=n).astype(np.float32)):
@@ -155,7 +171,7 @@ def test_threads_agree(kernel, rng):
     """A call large enough for the pool (m * n * k above the threading threshold) gives the same integers on 1
     and 2 threads."""
     m, n, depth = 6 * kernel["mr"] + 1, _width(kernel), 1031
-    a, b = rand_q(rng, np.uint8, (m, depth)), rand_q(rng, np.int8, (depth, n))
+    a, b = _rand_a(kernel, rng, np.uint8, (m, depth)), rand_q(rng, np.int8, (depth, n))
     za, zb = rand_zp(rng, np.uint8), rand_zp(rng, np.int8, n)
     requant = requant_cases(rng, n)["fp32-pc"]
     want = reference_gemm(a, b, za, zb, None, requant)
@@ -166,6 +182,28 @@ def test_threads_agree(kernel, rng):
             np.testing.assert_array_equal(run_kernel(kernel, a, za, b, zb, None, requant), want, err_msg=f"{threads}t")
     finally:
         qkern.set_num_threads(old)
+
+
+SEVEN_BIT_KERNELS = [_param(k) for k in KERNELS if k["a_bits"] < 8]
+
+
+@pytest.mark.parametrize("kernel", SEVEN_BIT_KERNELS)
+def test_seven_bit_kernel_at_its_extremes(kernel):
+    """Every pair at the largest magnitude a 7-bit kernel allows (A = 127 against B = -128 and 127, and A = 0):
+    the int16 pair sums it forms (at most 2 * 127 * 128) stay exact, over depths with and without a tail."""
+    n = _width(kernel)
+    for depth, a_val, b_val in itertools.product((4, 7, 257), (127, 0), (-128, 127)):
+        a = np.full((kernel["mr"], depth), a_val, np.uint8)
+        b = np.full((depth, n), b_val, np.int8)
+        got = run_kernel(kernel, a, 3, b, -2, None, None)
+        np.testing.assert_array_equal(got, reference_gemm(a, b, 3, -2), err_msg=f"k={depth} a={a_val} b={b_val}")
+
+
+@pytest.mark.parametrize("kernel", SEVEN_BIT_KERNELS)
+def test_seven_bit_kernel_refuses_int8_a(kernel, rng):
+    a, b = rand_q(rng, np.int8, (2, 8)), rand_q(rng, np.int8, (8, 4))
+    with pytest.raises(ValueError, match="7-bit activations need uint8 A"):
+        run_kernel(kernel, a, 0, b, 0, None, None)
 
 
 @pytest.mark.parametrize("kernel", NARROW_KERNELS)
@@ -214,4 +252,5 @@ def test_every_kernel_has_generated_edge_tests():
     assert len(marks) >= 8
     for m in marks:
         ids = [p.id for p in m.args[1]]
-        assert ids == names or ids == [k["name"] for k in qkern.kernels() if k["max_n"]]
+        subsets = ([k["name"] for k in qkern.kernels() if k["max_n"]], [k["name"] for k in qkern.kernels() if k["a_bits"] < 8])
+        assert ids == names or ids in subsets

@@ -12,6 +12,7 @@
 #include "qkern/dynamic_quant.h"
 #include "qkern/gemm.h"
 #include "qkern/isa.h"
+#include "qkern/kernel_list.h"
 
 namespace qk::bind {
 
@@ -56,11 +57,14 @@ std::tuple<py::array, py::array_t<float>, py::array_t<int32_t>> quantize_dynamic
 }
 
 // B[K, N] packed once for the ISA selected at construction, with weight scales and float bias (DynamicLinear
-// in python/qkern/dynamic.py).
+// in python/qkern/dynamic.py). a_bits 7: every call's activations are uint8 below 128 (uint8 with
+// reduce_range), which the ISA's 7-bit kernel needs; the calls check it.
 class DynamicGemmCore {
  public:
   DynamicGemmCore(const py::array& b, const py::array& b_zp, const py::array& w_scale,
-                  const std::optional<py::array>& bias) {
+                  const std::optional<py::array>& bias, int a_bits)
+      : a_bits_(a_bits) {
+    if (a_bits != 7 && a_bits != 8) throw py::value_error("a_bits must be 7 or 8");
     if (b.ndim() != 2) throw py::value_error("b must be 2-D");
     const DType bt = dtype_of(b, "b");
     if (bt == DType::kInt32) throw py::type_error("b must have dtype uint8 or int8");
@@ -73,7 +77,7 @@ class DynamicGemmCore {
     os.fmultiplier = typed_ptr<float>(w_scale, "weight_scale", n);
     os.fbias = bias ? typed_ptr<float>(*bias, "bias", n) : nullptr;
     py::gil_scoped_release release;
-    packed_ = pack_b(current_isa(), b.data(), bt, k, n, n, zp, nullptr, os);
+    packed_ = pack_b(current_isa(), b.data(), bt, k, n, n, zp, nullptr, os, a_bits);
   }
 
   // out = eq. (19) of a (already quantized) with its scale(s) and zero point(s): one per row or one in all.
@@ -87,6 +91,13 @@ class DynamicGemmCore {
     const py::ssize_t m = a.shape(0), count = per_row ? m : 1;
     const float* sp = typed_ptr<float>(a_scale, "a_scale", count);
     const int32_t* zp = typed_ptr<int32_t>(a_zp, "a_zero_point", count);
+    if (a_bits_ == 7) {
+      if (at != DType::kUint8) throw py::type_error("a must be uint8: the layer was built for 7-bit activations");
+      const auto* p = static_cast<const uint8_t*>(a.data());
+      uint8_t high = 0;
+      for (py::ssize_t i = 0; i < a.size(); ++i) high |= p[i];
+      if (high & 0x80) throw py::value_error("a holds values above 127: the layer was built for 7-bit activations");
+    }
     const int32_t lo = at == DType::kUint8 ? 0 : -128, hi = at == DType::kUint8 ? 255 : 127;
     for (py::ssize_t i = 0; i < count; ++i) {
       if (zp[i] < lo || zp[i] > hi) throw py::value_error("a_zero_point is out of the range of a's dtype");
@@ -103,6 +114,8 @@ class DynamicGemmCore {
   void run(const py::array& x, int scheme, bool per_row, bool reduce_range, py::array& out) const {
     const PackedB& pb = *packed_;
     const DynamicScheme s = scheme_of(scheme);
+    if (a_bits_ == 7 && (s != DynamicScheme::kAffineUint8 || !reduce_range))
+      throw py::value_error("a layer built for 7-bit activations runs uint8 with reduce_range only");
     const float* xp = float_matrix(x, "x", pb.k);
     const int64_t m = x.shape(0);
     float* cp = float_out(out, m, pb.n);
@@ -122,11 +135,13 @@ class DynamicGemmCore {
   }
 
   std::string isa() const { return isa_name(packed_->isa); }
+  std::string kernel() const { return packed_->kernel ? packed_->kernel->name : "scalar"; }
   int64_t k() const { return packed_->k; }
   int64_t n() const { return packed_->n; }
 
  private:
   std::unique_ptr<PackedB> packed_;
+  int a_bits_;
 };
 
 }  // namespace
@@ -145,13 +160,14 @@ void register_dynamic(py::module_& m) {
       py::arg("min_val"), py::arg("max_val"), py::arg("scheme"), py::arg("reduce_range"),
       "Eq. (18) for one range (internal).");
   py::class_<DynamicGemmCore>(m, "DynamicGemm", "B packed once with the float32 output stage (internal).")
-      .def(py::init<const py::array&, const py::array&, const py::array&, const std::optional<py::array>&>(),
-           py::arg("b"), py::arg("b_zero_point"), py::arg("weight_scale"), py::arg("bias"))
+      .def(py::init<const py::array&, const py::array&, const py::array&, const std::optional<py::array>&, int>(),
+           py::arg("b"), py::arg("b_zero_point"), py::arg("weight_scale"), py::arg("bias"), py::arg("a_bits") = 8)
       .def("run", &DynamicGemmCore::run, py::arg("x"), py::arg("scheme"), py::arg("per_row"), py::arg("reduce_range"),
            py::arg("out"))
       .def("run_quantized", &DynamicGemmCore::run_quantized, py::arg("a"), py::arg("a_scale"),
            py::arg("a_zero_point"), py::arg("per_row"), py::arg("out"))
       .def_property_readonly("isa", &DynamicGemmCore::isa)
+      .def_property_readonly("kernel", &DynamicGemmCore::kernel)
       .def_property_readonly("k", &DynamicGemmCore::k)
       .def_property_readonly("n", &DynamicGemmCore::n);
 }

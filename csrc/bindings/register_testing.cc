@@ -36,7 +36,7 @@ int64_t strided_rows(const py::array& a, py::ssize_t k) {
   return a.shape(0) > 1 ? a.strides(0) : k;
 }
 
-// B [K, N] packed for the kernel's ISA (its general kernel's layout), checked against the kernel's width.
+// B [K, N] packed for the kernel's ISA and A width (its general kernel's layout), checked against the kernel's width.
 std::unique_ptr<PackedB> pack_for(const KernelInfo& kernel, const py::array& b, const py::array& b_zp,
                                   const int32_t* bias, const OutputStage& os) {
   const DType bt = dtype_of(b, "b");
@@ -47,7 +47,7 @@ std::unique_ptr<PackedB> pack_for(const KernelInfo& kernel, const py::array& b, 
     throw py::value_error(std::string("kernel: ") + kernel.name + " computes at most " + std::to_string(kernel.max_n) +
                           " columns");
   const int32_t* zp = typed_ptr<int32_t>(b_zp, "b_zero_point", n);
-  return pack_b(kernel.isa, b.data(), bt, k, n, n, zp, bias, os);
+  return pack_b(kernel.isa, b.data(), bt, k, n, n, zp, bias, os, kernel.a_bits);
 }
 
 void* out_matrix(py::array& out, const char* name, py::ssize_t m, py::ssize_t n, DType dt) {

@@ -3,7 +3,8 @@
 // Packed B layout (docs/kernels.md): panels of NR columns; inside a panel [Kp/KR][NR][KR] elements, one
 // contiguous stream per k-step. K is `taps` segments of `tap_k` rows, each padded to `tap_kp` (a multiple
 // of KR) with zero rows: a GEMM has one tap, conv3x3 nine (one per kernel position, docs/kernels.md).
-// avx512vnni: NR=64, KR=4, int8; avx2: NR=16, KR=2, int8 (the kernels sign-extend to int16 as they load).
+// avx512vnni: NR=64, KR=4, int8; avx2: NR=16, KR=2, int8 (the kernels sign-extend to int16 as they load), or
+// for 7-bit A NR=16, KR=4, int8.
 // Both store u8 B as s8 (b ^ 0x80, zero point - 128). scalar: the unpacked K x N matrix.
 #pragma once
 
@@ -74,14 +75,16 @@ struct BSource {
 
 // Packs B (taps * tap_k rows, n columns) for `isa` with its zero point(s) b_zp[N], optional bias[N] and
 // stage (per-column arrays of length N in `stage`, copied). The result owns everything it needs. The
-// scalar ISA keeps B unpacked and supports one tap only.
+// scalar ISA keeps B unpacked and supports one tap only. a_bits 7: the caller promises uint8 A below 128
+// on every call (torch's reduce_range activations), which the ISA's 7-bit kernel, if any, needs to be exact.
 std::unique_ptr<PackedB> pack_b(Isa isa, const BSource& b, int taps, int64_t tap_k, int64_t n,
-                                const int32_t* b_zp, const int32_t* bias, const OutputStage& stage);
+                                const int32_t* b_zp, const int32_t* bias, const OutputStage& stage, int a_bits = 8);
 
 // The plain GEMM case: b[K, N] with row stride ldb.
 inline std::unique_ptr<PackedB> pack_b(Isa isa, const void* b, DType b_type, int64_t k, int64_t n, int64_t ldb,
-                                       const int32_t* b_zp, const int32_t* bias, const OutputStage& stage) {
-  return pack_b(isa, BSource{b, b_type, ldb, 1}, 1, k, n, b_zp, bias, stage);
+                                       const int32_t* b_zp, const int32_t* bias, const OutputStage& stage,
+                                       int a_bits = 8) {
+  return pack_b(isa, BSource{b, b_type, ldb, 1}, 1, k, n, b_zp, bias, stage, a_bits);
 }
 
 // C[M, N] (row stride ldc, element type stage.out_dtype) = stage(A B), A[M, K] row stride lda.

@@ -8,18 +8,22 @@ namespace qk {
 const std::vector<KernelInfo>& kernel_list() {
   // A vector, not an array: a scalar-only build has no rows.
   static const std::vector<KernelInfo> kList = {
-#define QK_KERNEL(isa, tile, pack, sums, mr, nr, kr, elem, flip_b, flip_a, a_int16, wide, outputs, max_n) \
-  {#tile, isa, tile, pack, sums, mr, nr, kr, elem, flip_b, flip_a, a_int16, wide, outputs, max_n},
+#define QK_KERNEL(isa, tile, pack, sums, mr, nr, kr, elem, flip_b, flip_a, a_int16, a_bits, wide, outputs, max_n) \
+  {#tile, isa, tile, pack, sums, mr, nr, kr, elem, flip_b, flip_a, a_int16, a_bits, wide, outputs, max_n},
 #include "qkern/kernels.inc"
 #undef QK_KERNEL
   };
   return kList;
 }
 
-const KernelInfo* general_kernel(Isa isa) {
-  for (const KernelInfo& k : kernel_list())
-    if (k.isa == isa && k.max_n == 0) return &k;
-  return nullptr;
+const KernelInfo* general_kernel(Isa isa, int a_bits) {
+  const KernelInfo* eight = nullptr;
+  for (const KernelInfo& k : kernel_list()) {
+    if (k.isa != isa || k.max_n != 0) continue;
+    if (k.a_bits == a_bits) return &k;
+    if (k.a_bits == 8) eight = &k;
+  }
+  return eight;
 }
 
 const KernelInfo* find_kernel(const char* name) {

@@ -33,6 +33,7 @@ struct KernelInfo {
   bool flip_u8_b;       // u8 B stored as s8: its zero point moves by -128
   bool flip_s8_a;       // s8 A read as u8: its zero point moves by +128
   bool a_int16;         // multiplies A as int16 pairs: accepts rows already widened (TileArgs::a_wide_stride)
+  int a_bits;           // 8, or 7: exact only for uint8 A below 128 (weights packed for it promise that)
   bool wide_stage;      // reads OutputStage::wide (requant.h) where the mode has that form
   unsigned outputs;     // OutputForm bits
   int64_t max_n;        // 0: the general kernel (defines the layout); else chosen for outputs <= max_n columns
@@ -40,8 +41,9 @@ struct KernelInfo {
 
 // Every row of kernels.inc built into this binary (none in a scalar-only build), in the file's order.
 const std::vector<KernelInfo>& kernel_list();
-// The general kernel of `isa` (it defines the packed layout), or null: the ISA runs the scalar driver.
-const KernelInfo* general_kernel(Isa isa);
+// The general kernel of `isa` for A of `a_bits` (it defines the packed layout): the row for exactly a_bits if
+// there is one, else the 8-bit one; null: the ISA runs the scalar driver.
+const KernelInfo* general_kernel(Isa isa, int a_bits = 8);
 // The row named `name`, or null.
 const KernelInfo* find_kernel(const char* name);
 // The kernel for weights packed as `pb` and an output of n columns: the narrowest row that reads pb's panels
@@ -57,6 +59,8 @@ void pack_b_avx2(PackedB& pb, const BSource& b);
 void tile_gemm_6x16c2__avx2(const TileArgs& t, int mr);
 void tile_gemm_12x8c2__avx2(const TileArgs& t, int mr);
 void tile_gemm_12x4c2__avx2(const TileArgs& t, int mr);
+void pack_b_avx2_c4(PackedB& pb, const BSource& b);
+void tile_gemm_6x16c4u7__avx2(const TileArgs& t, int mr);
 void byte_sums__avx2(const uint8_t* p, int64_t rows, int64_t stride, int64_t n, uint8_t flip, uint32_t* out);
 
 }  // namespace qk

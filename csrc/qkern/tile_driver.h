@@ -82,6 +82,7 @@ void run_tiles(const PackedB& pb, DType a_type, int64_t m, int32_t a_zero_point,
   QK_REQUIRE(pb.nr <= kMaxNR && pb.taps <= kMaxTaps, "packed panels wider than a tile");
   QK_REQUIRE(static_cast<int>(info.isa) <= static_cast<int>(available_isas().front()),
              "weights were packed for an ISA this CPU cannot run");
+  QK_REQUIRE(info.a_bits == 8 || a_type == DType::kUint8, "weights packed for 7-bit activations need uint8 A");
   const auto u32 = [](int32_t v) { return static_cast<uint32_t>(v); };
   const bool a_signed = a_type == DType::kInt8;
   const bool flip_a = info.flip_s8_a && a_signed;

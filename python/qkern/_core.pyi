@@ -216,6 +216,7 @@ class DynamicGemm:
         b_zero_point: npt.NDArray[np.int32],
         weight_scale: npt.NDArray[np.float32],
         bias: npt.NDArray[np.float32] | None,
+        a_bits: int = 8,
     ) -> None: ...
     def run(
         self, x: npt.NDArray[np.float32], scheme: int, per_row: bool, reduce_range: bool, out: npt.NDArray[np.float32]
@@ -230,6 +231,8 @@ class DynamicGemm:
     ) -> None: ...
     @property
     def isa(self) -> str: ...
+    @property
+    def kernel(self) -> str: ...
     @property
     def k(self) -> int: ...
     @property

@@ -98,7 +98,13 @@ class DynamicLinear:
     def _pack(self) -> None:
         core = _backend.core
         if core is not None:
-            self._core = core.DynamicGemm(self.b, self.weight_zero_point, self.weight_scale, self.bias)
+            self._core = core.DynamicGemm(self.b, self.weight_zero_point, self.weight_scale, self.bias, self._a_bits)
+
+    @property
+    def _a_bits(self) -> int:
+        """7 when every call's activations are uint8 below 128 (uint8 with reduce_range): the weights are then
+        packed for the ISA's 7-bit kernel where it has one (docs/kernels.md), else 8."""
+        return 7 if self.act_dtype == "uint8" and self.reduce_range else 8
 
     def __getstate__(self) -> dict[str, Any]:
         # The packed core is rebuilt (for the ISA in effect then) rather than pickled.

@@ -52,7 +52,7 @@ def set_num_threads(n: int) -> None:
 
 def kernels() -> list[dict[str, Any]]:
     """The microkernel list (csrc/qkern/kernels.inc), one dict per kernel: isa, name, mr, nr, kr, max_n,
-    elem_bytes, flip_u8_b, flip_s8_a, a_int16, wide_stage and outputs (the output forms it stores)."""
+    elem_bytes, flip_u8_b, flip_s8_a, a_int16, a_bits, wide_stage and outputs (the output forms it stores)."""
     return list(_backend.core.kernels()) if _backend.core is not None else []
 
 
