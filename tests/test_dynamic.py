@@ -24,7 +24,13 @@ def _layer(rng, k, n, *, per_channel, per_row, act_dtype="uint8", weight_zp=Fals
         lo, hi = (w.min(axis=1), w.max(axis=1)) if per_channel else (w.min(), w.max())
         qp = qkern.calc_qparams(lo, hi, "int8")
     return qkern.DynamicLinear(
-        w, b, per_channel=per_channel, per_row=per_row, act_dtype=act_dtype, weight_qparams=qp, reduce_range=reduce_range
+        w,
+        b,
+        per_channel=per_channel,
+        per_row=per_row,
+        act_dtype=act_dtype,
+        weight_qparams=qp,
+        reduce_range=reduce_range,
     )
 
 
@@ -112,7 +118,9 @@ def test_choose_qparams_native_equals_reference(a, b, act_dtype, reduce_range):
 @pytest.mark.parametrize("act_dtype", ["uint8", "int8"])
 @pytest.mark.parametrize("reduce_range", [False, True], ids=["full", "reduced"])
 def test_dynamic_linear_native_equals_reference(isa_threads, rng, per_row, per_channel, act_dtype, reduce_range):
-    layer = _layer(rng, 70, 45, per_channel=per_channel, per_row=per_row, act_dtype=act_dtype, reduce_range=reduce_range)
+    layer = _layer(
+        rng, 70, 45, per_channel=per_channel, per_row=per_row, act_dtype=act_dtype, reduce_range=reduce_range
+    )
     for lead in [(), (1,), (4, 3), (0, 2), (130,)]:
         x = (rng.standard_normal((*lead, 70)) * rng.uniform(0.1, 10)).astype(np.float32)
         got = layer(x)

@@ -252,5 +252,8 @@ def test_every_kernel_has_generated_edge_tests():
     assert len(marks) >= 8
     for m in marks:
         ids = [p.id for p in m.args[1]]
-        subsets = ([k["name"] for k in qkern.kernels() if k["max_n"]], [k["name"] for k in qkern.kernels() if k["a_bits"] < 8])
+        subsets = (
+            [k["name"] for k in qkern.kernels() if k["max_n"]],
+            [k["name"] for k in qkern.kernels() if k["a_bits"] < 8],
+        )
         assert ids == names or ids in subsets

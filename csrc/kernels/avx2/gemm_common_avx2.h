@@ -27,7 +27,7 @@ constexpr int kNR = 16;
 constexpr int kKR = 2;
 
 // Widens row bytes [k0, k0+n) to int16 (zero-filled to an even count).
-void widen(const uint8_t* src, bool is_signed, int64_t n, int16_t* dst) {
+inline void widen(const uint8_t* src, bool is_signed, int64_t n, int16_t* dst) {
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
     const __m128i v = _mm_loadu_si128(reinterpret_cast<const __m128i*>(src + i));
@@ -108,7 +108,7 @@ inline int64_t overlap_step(const TileArgs& t, int mr) {
   return step;
 }
 
-void widen_into(WidenCache& cache, const TileArgs& t, int mr) {
+inline void widen_into(WidenCache& cache, const TileArgs& t, int mr) {
   const int64_t step = overlap_step(t, mr);
   if (step > 0) {
     // One span per tap: rows 0..mr-1, row mr-1's padding to tap_kp and 16 more elements (zeros): a tile
@@ -134,7 +134,7 @@ void widen_into(WidenCache& cache, const TileArgs& t, int mr) {
   for (int tap = 0; tap < t.taps; ++tap) cache.tap_offset[tap] = tap * t.tap_kp;
 }
 
-WideRows widened_rows(const TileArgs& t, int mr) {
+inline WideRows widened_rows(const TileArgs& t, int mr) {
   WideRows w;
   if (t.a_wide_stride > 0) {  // the driver's rows are already int16 (a first layer's patch)
     w.tap_row[0] = reinterpret_cast<const int16_t*>(t.a[0][0]);
