@@ -200,3 +200,29 @@ def test_saved_model_runs_where_torch_cannot_be_imported(classifier, tmp_path):
     env = {"PYTHONPATH": str(Path(qkern.__file__).parent.parent), "PATH": "/usr/bin:/bin"}
     subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=120)
     np.testing.assert_array_equal(np.load(tmp_path / "y.npy"), qmodel(x))
+
+
+@pytest.fixture(scope="module")
+def seven_bit_models(classifier, unet):
+    """The classifier and the U-Net converted with 7-bit activations (uint8 in [0, 127], act_bits=7)."""
+    out = {}
+    for name, model, x, calib in (
+        ("classifier", classifier[0], classifier[1].x_test[:16], [classifier[1].x_train[:128]]),
+        ("unet", unet[0], unet[1], [unet[1]]),
+    ):
+        prepared = prepare(model, example_inputs=calib[0][:8], act_bits=7)
+        calibrate(prepared, calib)
+        out[name] = (prepared, convert(prepared), x)
+    return out
+
+
+@pytest.mark.parametrize("name", ["classifier", "unet"])
+def test_seven_bit_activations_run_seven_bit_layers_exactly(seven_bit_models, name):
+    """Every layer of a model with 7-bit activations reads uint8 below 128, so it is packed with input_bits=7
+    (the ISA's 7-bit kernel), and its integer output still equals the public 8-bit kernels' on the same
+    operands, layer by layer."""
+    prepared, qmodel, x = seven_bit_models[name]
+    packed = [s.packed for s in qmodel._steps if hasattr(s, "packed")]
+    assert packed and all(p.input_bits == 7 for p in packed)
+    assert all(qmodel.qparams(s.name).qmax <= 127 for s in qmodel.steps if s.op in ("conv2d", "linear"))
+    assert _check_layers_equal_public_kernels(prepared, qmodel, x.numpy()) == (6 if name == "classifier" else 11)

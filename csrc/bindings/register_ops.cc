@@ -52,11 +52,31 @@ void check_input(const py::array& in, const char* name, const py::array& out) {
   check_out_disjoint(out, in);
 }
 
+int checked_input_bits(int bits) {
+  if (bits != 7 && bits != 8) throw py::value_error("input_bits must be 7 or 8");
+  return bits;
+}
+
+// The promise of weights packed for 7-bit inputs (input_bits 7): the input is uint8 and it and its zero
+// point (the padding's value) are below 128, on every ISA (the 7-bit kernels are exact only there).
+void check_seven_bit(int bits, const py::array& x, DType t, int32_t zero_point, const char* name) {
+  if (bits == 8) return;
+  if (t != DType::kUint8) throw py::type_error(std::string(name) + " must be uint8: the weights were packed for 7-bit inputs");
+  if (zero_point < 0 || zero_point > 127)
+    throw py::value_error(std::string(name) + "'s zero point must be in [0, 127]: the weights were packed for 7-bit inputs");
+  const auto* p = static_cast<const uint8_t*>(x.data());
+  uint8_t high = 0;
+  for (py::ssize_t i = 0, n = x.size(); i < n; ++i) high |= p[i];
+  if (high & 0x80)
+    throw py::value_error(std::string(name) + " holds values above 127: the weights were packed for 7-bit inputs");
+}
+
 // Weights packed once for the ISA selected at construction (PackedGemm in python/qkern/packed.py).
 class PackedGemmCore {
  public:
   PackedGemmCore(const py::array& b, const py::array& b_zp, const std::optional<py::array>& bias,
-                 const StageArgs& stage, const std::string& out_dtype) {
+                 const StageArgs& stage, const std::string& out_dtype, int input_bits = 8)
+      : input_bits_(checked_input_bits(input_bits)) {
     if (b.ndim() != 2) throw py::value_error("b must be 2-D");
     const DType bt = quant_dtype(b, "b");
     const py::ssize_t k = b.shape(0), n = b.shape(1);
@@ -64,13 +84,14 @@ class PackedGemmCore {
     const int32_t* zp = typed_ptr<int32_t>(b_zp, "b_zero_point", n);
     const int32_t* bi = optional_bias(bias, n);
     py::gil_scoped_release release;
-    packed_ = pack_b(current_isa(), b.data(), bt, k, n, n, zp, bi, os);
+    packed_ = pack_b(current_isa(), b.data(), bt, k, n, n, zp, bi, os, input_bits);
   }
 
   void run(const py::array& a, int32_t a_zp, py::array& out) const {
     const PackedB& pb = *packed_;
     if (a.ndim() != 2 || a.shape(1) != pb.k) throw py::value_error("a must be [M, K] with K matching the weights");
     const DType at = quant_dtype(a, "a");
+    check_seven_bit(input_bits_, a, at, a_zp, "a");
     check_out(out, {a.shape(0), pb.n}, pb.stage.out_dtype);
     check_input(a, "a", out);
     const void* ap = a.data();
@@ -85,6 +106,7 @@ class PackedGemmCore {
   int64_t n() const { return packed_->n; }
 
  private:
+  int input_bits_;
   std::unique_ptr<PackedB> packed_;
 };
 
@@ -126,7 +148,9 @@ ConvWeights hold_weights(HeldWeights& held, const py::array& w, const py::array&
 class PackedConv3x3Core {
  public:
   PackedConv3x3Core(const py::array& w, const py::array& w_zp, const std::optional<py::array>& bias,
-                    const StageArgs& stage, const std::string& out_dtype, int stride, int padding) {
+                    const StageArgs& stage, const std::string& out_dtype, int stride, int padding,
+                    int input_bits = 8)
+      : input_bits_(checked_input_bits(input_bits)) {
     if (w.ndim() != 4 || w.shape(1) != 3 || w.shape(2) != 3) throw py::value_error("w must be [O, 3, 3, C]");
     if ((stride != 1 && stride != 2) || (padding != 0 && padding != 1))
       throw py::value_error("stride must be 1 or 2 and padding 0 or 1");
@@ -136,7 +160,7 @@ class PackedConv3x3Core {
     out_dtype_ = cw.stage.out_dtype;
     const Isa isa = current_isa();
     py::gil_scoped_release release;
-    op_ = std::make_unique<Conv3x3Op>(isa, cw, stride, padding);
+    op_ = std::make_unique<Conv3x3Op>(isa, cw, stride, padding, input_bits);
   }
 
   void run(const py::array& x, int32_t x_zp, py::array& out) const {
@@ -144,6 +168,7 @@ class PackedConv3x3Core {
     const ConvInput in = op_->input(x.shape(0), x.shape(1), x.shape(2));
     if (!conv3x3_fits(in.height, in.width, in.padding)) throw py::value_error("x is smaller than the kernel");
     const DType xt = quant_dtype(x, "x");
+    check_seven_bit(input_bits_, x, xt, x_zp, "x");
     check_out(out, {in.batch, in.out_height(), in.out_width(), out_channels_}, out_dtype_);
     check_input(x, "x", out);
     const void* xp = x.data();
@@ -155,6 +180,7 @@ class PackedConv3x3Core {
   std::string isa() const { return isa_name(op_->isa()); }
 
  private:
+  int input_bits_;
   int64_t out_channels_ = 0, in_channels_ = 0;
   DType out_dtype_ = DType::kInt32;
   HeldWeights held_;
@@ -165,7 +191,8 @@ class PackedConv3x3Core {
 class PackedDeconv2x2Core {
  public:
   PackedDeconv2x2Core(const py::array& w, const py::array& w_zp, const std::optional<py::array>& bias,
-                      const StageArgs& stage, const std::string& out_dtype) {
+                      const StageArgs& stage, const std::string& out_dtype, int input_bits = 8)
+      : input_bits_(checked_input_bits(input_bits)) {
     if (w.ndim() != 4 || w.shape(1) != 2 || w.shape(2) != 2) throw py::value_error("w must be [C, 2, 2, O]");
     in_channels_ = w.shape(0);
     out_channels_ = w.shape(3);
@@ -173,13 +200,14 @@ class PackedDeconv2x2Core {
     out_dtype_ = cw.stage.out_dtype;
     const Isa isa = current_isa();
     py::gil_scoped_release release;
-    op_ = std::make_unique<Deconv2x2Op>(isa, cw);
+    op_ = std::make_unique<Deconv2x2Op>(isa, cw, input_bits);
   }
 
   void run(const py::array& x, int32_t x_zp, py::array& out) const {
     if (x.ndim() != 4 || x.shape(3) != in_channels_) throw py::value_error("x must be [N, H, W, C] with C matching w");
     const ConvInput in = op_->input(x.shape(0), x.shape(1), x.shape(2));
     const DType xt = quant_dtype(x, "x");
+    check_seven_bit(input_bits_, x, xt, x_zp, "x");
     check_out(out, {in.batch, deconv2x2_out_size(in.height), deconv2x2_out_size(in.width), out_channels_},
               out_dtype_);
     check_input(x, "x", out);
@@ -192,6 +220,7 @@ class PackedDeconv2x2Core {
   std::string isa() const { return isa_name(op_->isa()); }
 
  private:
+  int input_bits_;
   int64_t out_channels_ = 0, in_channels_ = 0;
   DType out_dtype_ = DType::kInt32;
   HeldWeights held_;
@@ -222,8 +251,9 @@ void register_ops(py::module_& m) {
            py::arg("qmax"));
   py::class_<PackedGemmCore>(m, "PackedGemm", "B packed once for the selected ISA (internal).")
       .def(py::init<const py::array&, const py::array&, const std::optional<py::array>&, const StageArgs&,
-                    const std::string&>(),
-           py::arg("b"), py::arg("b_zero_point"), py::arg("bias"), py::arg("stage"), py::arg("out_dtype"))
+                    const std::string&, int>(),
+           py::arg("b"), py::arg("b_zero_point"), py::arg("bias"), py::arg("stage"), py::arg("out_dtype"),
+           py::arg("input_bits") = 8)
       .def("run", &PackedGemmCore::run, py::arg("a"), py::arg("a_zero_point"), py::arg("out"))
       .def_property_readonly("isa", &PackedGemmCore::isa)
       .def_property_readonly("k", &PackedGemmCore::k)
@@ -232,16 +262,17 @@ void register_ops(py::module_& m) {
         py::arg("stage"), py::arg("out"));
   py::class_<PackedConv3x3Core>(m, "PackedConv3x3", "conv3x3 weights packed once for the selected ISA (internal).")
       .def(py::init<const py::array&, const py::array&, const std::optional<py::array>&, const StageArgs&,
-                    const std::string&, int, int>(),
+                    const std::string&, int, int, int>(),
            py::arg("w"), py::arg("w_zero_point"), py::arg("bias"), py::arg("stage"), py::arg("out_dtype"),
-           py::arg("stride"), py::arg("padding"))
+           py::arg("stride"), py::arg("padding"), py::arg("input_bits") = 8)
       .def("run", &PackedConv3x3Core::run, py::arg("x"), py::arg("x_zero_point"), py::arg("out"))
       .def_property_readonly("isa", &PackedConv3x3Core::isa);
   py::class_<PackedDeconv2x2Core>(m, "PackedDeconv2x2",
                                   "conv_transpose2x2 weights packed once for the selected ISA (internal).")
       .def(py::init<const py::array&, const py::array&, const std::optional<py::array>&, const StageArgs&,
-                    const std::string&>(),
-           py::arg("w"), py::arg("w_zero_point"), py::arg("bias"), py::arg("stage"), py::arg("out_dtype"))
+                    const std::string&, int>(),
+           py::arg("w"), py::arg("w_zero_point"), py::arg("bias"), py::arg("stage"), py::arg("out_dtype"),
+           py::arg("input_bits") = 8)
       .def("run", &PackedDeconv2x2Core::run, py::arg("x"), py::arg("x_zero_point"), py::arg("out"))
       .def_property_readonly("isa", &PackedDeconv2x2Core::isa);
   m.def("conv3x3", &conv3x3, py::arg("x"), py::arg("w"), py::arg("stride"), py::arg("padding"),

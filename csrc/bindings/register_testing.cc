@@ -47,7 +47,8 @@ std::unique_ptr<PackedB> pack_for(const KernelInfo& kernel, const py::array& b, 
     throw py::value_error(std::string("kernel: ") + kernel.name + " computes at most " + std::to_string(kernel.max_n) +
                           " columns");
   const int32_t* zp = typed_ptr<int32_t>(b_zp, "b_zero_point", n);
-  return pack_b(kernel.isa, b.data(), bt, k, n, n, zp, bias, os, kernel.a_bits);
+  return pack_b_layout(kernel.isa, general_kernel(kernel.isa, kernel.a_bits), BSource{b.data(), bt, n, 1}, 1, k, n, zp,
+                       bias, os);
 }
 
 void* out_matrix(py::array& out, const char* name, py::ssize_t m, py::ssize_t n, DType dt) {

@@ -24,7 +24,7 @@ struct ConvInput {
 // w[O, 3, 3, C] (OHWI) as B[(tap, c), o]; w_zp, bias and the stage's arrays have O entries.
 std::unique_ptr<PackedB> pack_conv3x3(Isa isa, const void* w, DType w_type, int64_t out_channels,
                                       int64_t in_channels, const int32_t* w_zp, const int32_t* bias,
-                                      const OutputStage& stage);
+                                      const OutputStage& stage, int a_bits = 8);
 // out[N, OH, OW, O] (stage.out_dtype) = conv3x3(x, w).
 void conv3x3_packed(const PackedB& pb, const ConvInput& in, const void* x, DType x_type, int32_t x_zero_point,
                     void* out);
@@ -32,7 +32,7 @@ void conv3x3_packed(const PackedB& pb, const ConvInput& in, const void* x, DType
 // w[C, 2, 2, O] (IHWO) as B[c, (dy, dx, o)]; w_zp, bias and the stage's arrays have O entries.
 std::unique_ptr<PackedB> pack_deconv2x2(Isa isa, const void* w, DType w_type, int64_t in_channels,
                                         int64_t out_channels, const int32_t* w_zp, const int32_t* bias,
-                                        const OutputStage& stage);
+                                        const OutputStage& stage, int a_bits = 8);
 // out[N, 2H, 2W, O] (stage.out_dtype) = conv_transpose2x2(x, w); in.stride/padding are unused.
 void deconv2x2_packed(const PackedB& pb, const ConvInput& in, const void* x, DType x_type, int32_t x_zero_point,
                       void* out);

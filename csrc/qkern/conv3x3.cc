@@ -369,12 +369,11 @@ std::vector<uint8_t> with_border(const ConvInput& in, const uint8_t* x, uint8_t 
 
 std::unique_ptr<PackedB> pack_conv3x3(Isa isa, const void* w, DType w_type, int64_t out_channels,
                                       int64_t in_channels, const int32_t* w_zp, const int32_t* bias,
-                                      const OutputStage& stage) {
+                                      const OutputStage& stage, int a_bits) {
   // B[(tap, c), o] = w[o, tap, c]: row stride 1, column stride 9*C.
   const BSource b{w, w_type, 1, 9 * in_channels};
-  if (in_channels <= kPatchCinMax) return pack_b(isa, b, 1, 9 * in_channels, out_channels, w_zp, bias, stage);
-  if (in_channels <= kSmallCinMax) return pack_b(isa, b, 3, 3 * in_channels, out_channels, w_zp, bias, stage);
-  return pack_b(isa, b, 9, in_channels, out_channels, w_zp, bias, stage);
+  const int taps = in_channels <= kPatchCinMax ? 1 : in_channels <= kSmallCinMax ? 3 : 9;
+  return pack_b(isa, b, taps, 9 * in_channels / taps, out_channels, w_zp, bias, stage, a_bits);
 }
 
 void conv3x3_packed(const PackedB& pb, const ConvInput& in, const void* x, DType x_type, int32_t x_zero_point,

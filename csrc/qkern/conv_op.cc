@@ -31,13 +31,13 @@ Problem scalar_problem(const ConvWeights& w, const ConvInput& in, const void* x,
 
 }  // namespace
 
-Conv3x3Op::Conv3x3Op(Isa isa, const ConvWeights& weights, int stride, int padding)
+Conv3x3Op::Conv3x3Op(Isa isa, const ConvWeights& weights, int stride, int padding, int a_bits)
     : isa_(isa), weights_(weights), stride_(stride), padding_(padding) {
   QK_REQUIRE((stride == 1 || stride == 2) && (padding == 0 || padding == 1),
              "conv3x3: stride must be 1 or 2 and padding 0 or 1");
   if (!general_kernel(isa_)) return;  // no tile kernel: the scalar kernels on unpacked weights
   packed_ = pack_conv3x3(isa_, weights_.w, weights_.w_type, weights_.out_channels, weights_.in_channels,
-                         weights_.w_zero_point, weights_.bias, weights_.stage);
+                         weights_.w_zero_point, weights_.bias, weights_.stage, a_bits);
 }
 
 ConvInput Conv3x3Op::input(int64_t batch, int64_t height, int64_t width) const {
@@ -52,10 +52,10 @@ void Conv3x3Op::run(const ConvInput& in, const void* x, DType x_type, int32_t x_
   conv3x3_scalar(p);
 }
 
-Deconv2x2Op::Deconv2x2Op(Isa isa, const ConvWeights& weights) : isa_(isa), weights_(weights) {
+Deconv2x2Op::Deconv2x2Op(Isa isa, const ConvWeights& weights, int a_bits) : isa_(isa), weights_(weights) {
   if (!general_kernel(isa_)) return;  // no tile kernel: the scalar kernels on unpacked weights
   packed_ = pack_deconv2x2(isa_, weights_.w, weights_.w_type, weights_.in_channels, weights_.out_channels,
-                           weights_.w_zero_point, weights_.bias, weights_.stage);
+                           weights_.w_zero_point, weights_.bias, weights_.stage, a_bits);
 }
 
 ConvInput Deconv2x2Op::input(int64_t batch, int64_t height, int64_t width) const {

@@ -21,10 +21,10 @@ struct ConvWeights {
   OutputStage stage;                      // its arrays have O entries
 };
 
-// conv3x3 with fixed weights, stride and padding.
+// conv3x3 with fixed weights, stride and padding. a_bits 7: every input is uint8 below 128 (pack_b).
 class Conv3x3Op {
  public:
-  Conv3x3Op(Isa isa, const ConvWeights& weights, int stride, int padding);
+  Conv3x3Op(Isa isa, const ConvWeights& weights, int stride, int padding, int a_bits = 8);
   // The input descriptor of x[batch, height, width, C] (its out_height/out_width give the output's shape).
   ConvInput input(int64_t batch, int64_t height, int64_t width) const;
   // out[N, OH, OW, O] (stage.out_dtype) = conv3x3(x, w); `in` comes from input() and conv3x3_fits holds.
@@ -38,10 +38,10 @@ class Conv3x3Op {
   std::unique_ptr<PackedB> packed_;  // null on the scalar ISA
 };
 
-// conv_transpose2x2 (stride 2, no padding) with fixed weights.
+// conv_transpose2x2 (stride 2, no padding) with fixed weights. a_bits as for Conv3x3Op.
 class Deconv2x2Op {
  public:
-  Deconv2x2Op(Isa isa, const ConvWeights& weights);
+  Deconv2x2Op(Isa isa, const ConvWeights& weights, int a_bits = 8);
   ConvInput input(int64_t batch, int64_t height, int64_t width) const;
   // out[N, 2H, 2W, O] (stage.out_dtype) = conv_transpose2x2(x, w); `in` comes from input().
   void run(const ConvInput& in, const void* x, DType x_type, int32_t x_zero_point, void* out) const;

@@ -56,7 +56,7 @@ struct DeconvRows {
 
 std::unique_ptr<PackedB> pack_deconv2x2(Isa isa, const void* w, DType w_type, int64_t in_channels,
                                         int64_t out_channels, const int32_t* w_zp, const int32_t* bias,
-                                        const OutputStage& stage) {
+                                        const OutputStage& stage, int a_bits) {
   // Per-output-channel values repeat for each of the 4 (dy, dx) column groups.
   const int64_t cols = 4 * out_channels;
   std::vector<int32_t> zp4(cols), bias4(bias ? cols : 0), mult4, shift4;
@@ -74,7 +74,7 @@ std::unique_ptr<PackedB> pack_deconv2x2(Isa isa, const void* w, DType w_type, in
     if (stage.fmultiplier) fmult4[j] = stage.fmultiplier[o];
   }
   return pack_b(isa, BSource{w, w_type, cols, 1}, 1, in_channels, cols, zp4.data(), bias ? bias4.data() : nullptr,
-                s4);
+                s4, a_bits);
 }
 
 void deconv2x2_packed(const PackedB& pb, const ConvInput& in, const void* x, DType x_type, int32_t x_zero_point,

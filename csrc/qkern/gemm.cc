@@ -114,6 +114,12 @@ void AlignedBuffer::allocate(size_t bytes) {
 std::unique_ptr<PackedB> pack_b(Isa isa, const BSource& b, int taps, int64_t tap_k, int64_t n,
                                 const int32_t* b_zp, const int32_t* bias, const OutputStage& stage, int a_bits) {
   QK_REQUIRE(a_bits == 7 || a_bits == 8, "pack_b: a_bits must be 7 or 8");
+  return pack_b_layout(isa, packing_kernel(isa, a_bits, n), b, taps, tap_k, n, b_zp, bias, stage);
+}
+
+std::unique_ptr<PackedB> pack_b_layout(Isa isa, const KernelInfo* info, const BSource& b, int taps, int64_t tap_k,
+                                       int64_t n, const int32_t* b_zp, const int32_t* bias,
+                                       const OutputStage& stage) {
   QK_REQUIRE(taps >= 1 && taps <= kMaxTaps, "pack_b: taps out of range");
   auto pb = std::make_unique<PackedB>();
   pb->isa = isa;
@@ -122,7 +128,6 @@ std::unique_ptr<PackedB> pack_b(Isa isa, const BSource& b, int taps, int64_t tap
   pb->k = taps * tap_k;
   pb->n = n;
   pb->b_type = b.type;
-  const KernelInfo* info = general_kernel(isa, a_bits);  // null: the scalar driver, B kept unpacked
   pb->kernel = info;
   QK_REQUIRE(info != nullptr || (taps == 1 && b.ld_n == 1), "the scalar ISA packs plain GEMM weights only");
   pb->nr = info ? info->nr : std::max<int64_t>(n, 1);

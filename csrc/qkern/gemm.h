@@ -80,6 +80,12 @@ struct BSource {
 std::unique_ptr<PackedB> pack_b(Isa isa, const BSource& b, int taps, int64_t tap_k, int64_t n,
                                 const int32_t* b_zp, const int32_t* bias, const OutputStage& stage, int a_bits = 8);
 
+// pack_b in the layout of `general` (a general kernel of `isa`, kernel_list.h; null: unpacked, for the scalar
+// driver): what pack_b does after choosing it (packing_kernel).
+std::unique_ptr<PackedB> pack_b_layout(Isa isa, const KernelInfo* general, const BSource& b, int taps,
+                                       int64_t tap_k, int64_t n, const int32_t* b_zp, const int32_t* bias,
+                                       const OutputStage& stage);
+
 // The plain GEMM case: b[K, N] with row stride ldb.
 inline std::unique_ptr<PackedB> pack_b(Isa isa, const void* b, DType b_type, int64_t k, int64_t n, int64_t ldb,
                                        const int32_t* b_zp, const int32_t* bias, const OutputStage& stage,

@@ -26,6 +26,15 @@ const KernelInfo* general_kernel(Isa isa, int a_bits) {
   return eight;
 }
 
+const KernelInfo* packing_kernel(Isa isa, int a_bits, int64_t n) {
+  const KernelInfo* info = general_kernel(isa, a_bits);
+  if (info == nullptr || info->a_bits == 8) return info;
+  const KernelInfo* eight = general_kernel(isa, 8);
+  for (const KernelInfo& k : kernel_list())
+    if (k.pack == eight->pack && k.max_n != 0 && n <= k.max_n) return eight;
+  return info;
+}
+
 const KernelInfo* find_kernel(const char* name) {
   for (const KernelInfo& k : kernel_list())
     if (std::strcmp(k.name, name) == 0) return &k;

@@ -44,6 +44,10 @@ const std::vector<KernelInfo>& kernel_list();
 // The general kernel of `isa` for A of `a_bits` (it defines the packed layout): the row for exactly a_bits if
 // there is one, else the 8-bit one; null: the ISA runs the scalar driver.
 const KernelInfo* general_kernel(Isa isa, int a_bits = 8);
+// The general kernel whose layout pack_b uses for weights of n columns and A of a_bits: general_kernel(isa,
+// a_bits), except that a 7-bit kernel, which has no narrow forms, gives way to the 8-bit layout when one of
+// that layout's narrow kernels takes n columns (the 12x8 tile beats the 7-bit 6x16 one on 8 channels).
+const KernelInfo* packing_kernel(Isa isa, int a_bits, int64_t n);
 // The row named `name`, or null.
 const KernelInfo* find_kernel(const char* name);
 // The kernel for weights packed as `pb` and an output of n columns: the narrowest row that reads pb's panels

@@ -30,6 +30,7 @@ class PackedGemm:
         bias: npt.NDArray[np.int32] | None,
         stage: StageArgs,
         out_dtype: str,
+        input_bits: int = 8,
     ) -> None: ...
     def run(self, a: npt.NDArray[Any], a_zero_point: int, out: npt.NDArray[Any]) -> None: ...
 
@@ -44,6 +45,7 @@ class PackedConv3x3:
         out_dtype: str,
         stride: int,
         padding: int,
+        input_bits: int = 8,
     ) -> None: ...
     def run(self, x: npt.NDArray[Any], x_zero_point: int, out: npt.NDArray[Any]) -> None: ...
 
@@ -56,6 +58,7 @@ class PackedDeconv2x2:
         bias: npt.NDArray[np.int32] | None,
         stage: StageArgs,
         out_dtype: str,
+        input_bits: int = 8,
     ) -> None: ...
     def run(self, x: npt.NDArray[Any], x_zero_point: int, out: npt.NDArray[Any]) -> None: ...
 

@@ -16,15 +16,25 @@ class PackedOp:
     """Owns a read-only copy of the weights, their zero point(s), the bias and the Requant; packs them for
     the current ISA, repacks when `set_isa` changes it, and runs the reference backend when asked (or when
     `_core` is missing); pickles and deep-copies by packing again on load. Subclasses set `out_channels` and
-    implement `_make_core` and `_reference`."""
+    implement `_make_core` and `_reference`.
+
+    `input_bits` 7 promises inputs that are uint8 below 128 (zero point included), as a layer with a 7-bit
+    activation range produces: the weights are then packed for the ISA's 7-bit kernel where it has one
+    (docs/kernels.md), and every call checks the promise (on every ISA and backend)."""
 
     out_channels: int
     bias: np.ndarray | None
     requant: Requant | None
     out_dtype: np.dtype
 
-    def _own(self, weights: np.ndarray, zero_point: Any, zp_name: str, bias: Any, requant: Any) -> tuple[Any, Any]:
-        """Checks and stores bias and requant; returns (a read-only copy of the weights, their zero point)."""
+    def _own(
+        self, weights: np.ndarray, zero_point: Any, zp_name: str, bias: Any, requant: Any, input_bits: Any = 8
+    ) -> tuple[Any, Any]:
+        """Checks and stores bias, requant and input_bits; returns (a read-only copy of the weights, their zero
+        point)."""
+        if type(input_bits) is not int or input_bits not in (7, 8):
+            raise ValueError(f"input_bits must be 7 or 8, got {input_bits!r}")
+        self.input_bits = input_bits
         own = np.array(weights, order="C")  # own copy: later changes to the caller's array do not leak in
         own.setflags(write=False)
         zp = V.zero_point(zero_point, weights.dtype.name, zp_name, channels=self.out_channels)
@@ -45,7 +55,7 @@ class PackedOp:
         return {k: v for k, v in self.__dict__.items() if k not in ("_core", "_isa_epoch")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state)
+        self.__dict__.update({"input_bits": 8, **state})
         for value in state.values():  # the owned weight copy stays read-only (see _own)
             if isinstance(value, np.ndarray) and value.ndim >= 2:
                 value.setflags(write=False)
@@ -56,6 +66,15 @@ class PackedOp:
         """The constructor arguments every native packed object takes first."""
         o = self.out_channels
         return (weights, M.zp_vector(zero_point, o), self.bias, M.stage_args(self.requant, o), self.out_dtype.name)
+
+    def _check_seven_bit(self, x: np.ndarray, zero_point: int, name: str) -> None:
+        """The reference backend's form of the native check of input_bits 7 (the class docstring)."""
+        if x.dtype != np.uint8:
+            raise TypeError(f"{name} must be uint8: the weights were packed for 7-bit inputs")
+        if not 0 <= zero_point <= 127:
+            raise ValueError(f"{name}'s zero point must be in [0, 127]: the weights were packed for 7-bit inputs")
+        if x.size and int(x.max()) > 127:
+            raise ValueError(f"{name} holds values above 127: the weights were packed for 7-bit inputs")
 
     def _make_core(self, core: Any) -> Any:
         raise NotImplementedError
@@ -83,6 +102,8 @@ class PackedOp:
             out = M.checked_out(out, shape, self.requant, (x,))
         core = _backend.core
         if core is None or (_backend.override.get() or _backend.default_backend) == "reference":
+            if self.input_bits == 7:
+                self._check_seven_bit(x, zero_point, zp_name.replace("_zero_point", ""))
             M.checked_out(out, shape, self.requant, (x,))
             out[...] = self._reference(x, zero_point)
             return out

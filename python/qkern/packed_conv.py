@@ -16,7 +16,7 @@ from .requant_params import Requant
 class PackedConv3x3(PackedOp):
     """conv3x3 with fixed weights: w[O, 3, 3, C] (OHWI), its zero point(s), int32 bias, Requant, stride and
     padding are packed once; `packed(x, x_zero_point=...)` runs only the kernel. Same results as
-    `qkern.conv3x3`."""
+    `qkern.conv3x3`. `input_bits=7`: every x is uint8 below 128 (checked; PackedGemm)."""
 
     def __init__(
         self,
@@ -27,14 +27,16 @@ class PackedConv3x3(PackedOp):
         *,
         stride: int = 1,
         padding: int = 1,
+        input_bits: int = 8,
     ) -> None:
         w, self.stride, self.padding = C.conv3x3_layer(w, stride, padding)
         self.out_channels, self.in_channels = w.shape[0], w.shape[3]
-        self.w, self.w_zero_point = self._own(w, w_zero_point, "w_zero_point", bias, requant)
+        self.w, self.w_zero_point = self._own(w, w_zero_point, "w_zero_point", bias, requant, input_bits)
         self._pack()
 
     def _make_core(self, core: Any) -> Any:
-        return core.PackedConv3x3(*self._core_args(self.w, self.w_zero_point), self.stride, self.padding)
+        args = self._core_args(self.w, self.w_zero_point)
+        return core.PackedConv3x3(*args, self.stride, self.padding, input_bits=self.input_bits)
 
     def _reference(self, x: np.ndarray, xz: int) -> np.ndarray:
         return reference.conv3x3(x, self.w, self.stride, self.padding, xz, self.w_zero_point, self.bias, self.requant)
@@ -64,7 +66,7 @@ class PackedConv3x3(PackedOp):
 class PackedConvTranspose2x2(PackedOp):
     """conv_transpose2x2 (stride 2) with fixed weights: w[C, 2, 2, O] (IHWO), its zero point(s), int32
     bias and Requant (per-tensor or per-output-channel) are packed once. Same results as
-    `qkern.conv_transpose2x2`."""
+    `qkern.conv_transpose2x2`. `input_bits=7`: every x is uint8 below 128 (checked; PackedGemm)."""
 
     def __init__(
         self,
@@ -72,14 +74,16 @@ class PackedConvTranspose2x2(PackedOp):
         w_zero_point: int | np.ndarray = 0,
         bias: np.ndarray | None = None,
         requant: Requant | None = None,
+        *,
+        input_bits: int = 8,
     ) -> None:
         w = C.deconv2x2_layer(w)
         self.in_channels, self.out_channels = w.shape[0], w.shape[3]
-        self.w, self.w_zero_point = self._own(w, w_zero_point, "w_zero_point", bias, requant)
+        self.w, self.w_zero_point = self._own(w, w_zero_point, "w_zero_point", bias, requant, input_bits)
         self._pack()
 
     def _make_core(self, core: Any) -> Any:
-        return core.PackedDeconv2x2(*self._core_args(self.w, self.w_zero_point))
+        return core.PackedDeconv2x2(*self._core_args(self.w, self.w_zero_point), input_bits=self.input_bits)
 
     def _reference(self, x: np.ndarray, xz: int) -> np.ndarray:
         return reference.conv_transpose2x2(x, self.w, xz, self.w_zero_point, self.bias, self.requant)

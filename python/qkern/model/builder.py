@@ -46,6 +46,14 @@ def _act_qparams(qp: Any, what: str) -> QParams:
     return qp
 
 
+def _input_bits(x: TensorRef) -> int:
+    """7 when every value of x (and its zero point) is uint8 below 128: a 7-bit activation range (act_bits=7,
+    or torch's reduce_range), which each producing step's clamp guarantees; the layer reading it is then
+    packed for the ISA's 7-bit kernel (docs/kernels.md). Else 8."""
+    qp = x.qparams
+    return 7 if qp.dtype == "uint8" and qp.qmax is not None and qp.qmax <= 127 else 8
+
+
 def _positive_int(value: Any, what: str, allowed: Sequence[int] | None = None, lo: int = 1) -> int:
     v = V.int_scalar(value, what)
     if allowed is not None and v not in allowed:
@@ -185,10 +193,11 @@ class ModelBuilder:
         zp = int(x.qparams.zero_point)
         step: S.Step
         if k == 3:
-            packed = PackedConv3x3(w, wq.zero_point, bias, rq, stride=st, padding=p)
+            packed = PackedConv3x3(w, wq.zero_point, bias, rq, stride=st, padding=p, input_bits=_input_bits(x))
             step = S.Conv3x3Step(*args, packed=packed, in_zero_point=zp)
         else:
-            gemm = PackedGemm(np.ascontiguousarray(w.reshape(w.shape[0], w.shape[3]).T), wq.zero_point, bias, rq)
+            b = np.ascontiguousarray(w.reshape(w.shape[0], w.shape[3]).T)
+            gemm = PackedGemm(b, wq.zero_point, bias, rq, input_bits=_input_bits(x))
             step = S.Conv1x1Step(*args, packed=gemm, in_zero_point=zp, stride=st)
         return self._add(step, 4, w.shape[0])
 
@@ -207,7 +216,7 @@ class ModelBuilder:
         if w.shape[1:3] != (2, 2):
             raise ValueError(f"w_q must have shape (C, 2, 2, O), got {w.shape}")
         args, rq = self._layer_args(x, w, wq, bias, out_qparams, w.shape[0], "conv_transpose2x2", name, {})
-        packed = PackedConvTranspose2x2(w, wq.zero_point, bias, rq)
+        packed = PackedConvTranspose2x2(w, wq.zero_point, bias, rq, input_bits=_input_bits(x))
         step = S.Deconv2x2Step(*args, packed=packed, in_zero_point=int(x.qparams.zero_point))
         return self._add(step, 4, w.shape[3])
 
@@ -224,7 +233,7 @@ class ModelBuilder:
         x = self._ref(x, "x", 2)
         w, wq, bias = self._weights(w_q, w_qparams, bias_q, 2, 0)
         args, rq = self._layer_args(x, w, wq, bias, out_qparams, w.shape[1], "linear", name, {})
-        gemm = PackedGemm(np.ascontiguousarray(w.T), wq.zero_point, bias, rq)
+        gemm = PackedGemm(np.ascontiguousarray(w.T), wq.zero_point, bias, rq, input_bits=_input_bits(x))
         step = S.LinearStep(*args, packed=gemm, in_zero_point=int(x.qparams.zero_point))
         return self._add(step, 2, w.shape[0])
 
