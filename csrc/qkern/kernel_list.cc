@@ -1,7 +1,9 @@
 // kernel_list.cc: the KernelInfo table built from kernels.inc, and the lookups drivers use.
 #include "qkern/kernel_list.h"
 
+#include <algorithm>
 #include <cstring>
+#include <limits>
 
 namespace qk {
 
@@ -26,13 +28,24 @@ const KernelInfo* general_kernel(Isa isa, int a_bits) {
   return eight;
 }
 
+namespace {
+
+// The smallest max_n among the narrow kernels reading `general`'s panels that take n columns (none: the
+// largest int64, the general kernel itself).
+int64_t narrowest_for(const KernelInfo& general, int64_t n) {
+  int64_t best = std::numeric_limits<int64_t>::max();
+  for (const KernelInfo& k : kernel_list())
+    if (k.pack == general.pack && k.max_n != 0 && n <= k.max_n) best = std::min(best, k.max_n);
+  return best;
+}
+
+}  // namespace
+
 const KernelInfo* packing_kernel(Isa isa, int a_bits, int64_t n) {
   const KernelInfo* info = general_kernel(isa, a_bits);
   if (info == nullptr || info->a_bits == 8) return info;
   const KernelInfo* eight = general_kernel(isa, 8);
-  for (const KernelInfo& k : kernel_list())
-    if (k.pack == eight->pack && k.max_n != 0 && n <= k.max_n) return eight;
-  return info;
+  return narrowest_for(*eight, n) < narrowest_for(*info, n) ? eight : info;
 }
 
 const KernelInfo* find_kernel(const char* name) {

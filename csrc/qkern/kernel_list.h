@@ -45,8 +45,8 @@ const std::vector<KernelInfo>& kernel_list();
 // there is one, else the 8-bit one; null: the ISA runs the scalar driver.
 const KernelInfo* general_kernel(Isa isa, int a_bits = 8);
 // The general kernel whose layout pack_b uses for weights of n columns and A of a_bits: general_kernel(isa,
-// a_bits), except that a 7-bit kernel, which has no narrow forms, gives way to the 8-bit layout when one of
-// that layout's narrow kernels takes n columns (the 12x8 tile beats the 7-bit 6x16 one on 8 channels).
+// a_bits), except that a 7-bit layout gives way to the 8-bit one when the latter has a narrower kernel for
+// n columns (a 1-4 column head keeps the 8-bit 12x4 kernel, which computes no padding columns).
 const KernelInfo* packing_kernel(Isa isa, int a_bits, int64_t n);
 // The row named `name`, or null.
 const KernelInfo* find_kernel(const char* name);
@@ -65,6 +65,7 @@ void tile_gemm_12x8c2__avx2(const TileArgs& t, int mr);
 void tile_gemm_12x4c2__avx2(const TileArgs& t, int mr);
 void pack_b_avx2_c4(PackedB& pb, const BSource& b);
 void tile_gemm_6x16c4u7__avx2(const TileArgs& t, int mr);
+void tile_gemm_12x8c4u7__avx2(const TileArgs& t, int mr);
 void byte_sums__avx2(const uint8_t* p, int64_t rows, int64_t stride, int64_t n, uint8_t flip, uint32_t* out);
 
 }  // namespace qk
