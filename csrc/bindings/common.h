@@ -41,6 +41,18 @@ inline void check_out_disjoint(const py::array& out, const py::array& in) {
   if (on != 0 && in_n != 0 && o < i + in_n && i < o + on) throw py::value_error("out must not overlap an input array");
 }
 
+// x (C-contiguous, of dtype t) holds 7-bit activations, the promise of weights packed for the 7-bit kernels
+// (kernels.inc's a_bits): uint8, every value below 128; else a TypeError / ValueError naming x.
+inline void check_seven_bit_values(const py::array& x, DType t, const char* name) {
+  if (t != DType::kUint8)
+    throw py::type_error(std::string(name) + " must be uint8: the weights were packed for 7-bit inputs");
+  const auto* p = static_cast<const uint8_t*>(x.data());
+  uint8_t high = 0;
+  for (py::ssize_t i = 0, n = x.size(); i < n; ++i) high |= p[i];
+  if (high & 0x80)
+    throw py::value_error(std::string(name) + " holds values above 127: the weights were packed for 7-bit inputs");
+}
+
 inline void require_writeable_c_contiguous(const py::array& a, const char* name) {
   if (!(a.flags() & py::array::c_style) || !a.writeable())
     throw py::value_error(std::string(name) + " must be C-contiguous and writeable");

@@ -91,13 +91,8 @@ class DynamicGemmCore {
     const py::ssize_t m = a.shape(0), count = per_row ? m : 1;
     const float* sp = typed_ptr<float>(a_scale, "a_scale", count);
     const int32_t* zp = typed_ptr<int32_t>(a_zp, "a_zero_point", count);
-    if (a_bits_ == 7) {
-      if (at != DType::kUint8) throw py::type_error("a must be uint8: the layer was built for 7-bit activations");
-      const auto* p = static_cast<const uint8_t*>(a.data());
-      uint8_t high = 0;
-      for (py::ssize_t i = 0; i < a.size(); ++i) high |= p[i];
-      if (high & 0x80) throw py::value_error("a holds values above 127: the layer was built for 7-bit activations");
-    }
+    // The zero points never reach the kernel here (eq. (20)): only the values carry the 7-bit promise.
+    if (a_bits_ == 7) check_seven_bit_values(a, at, "a");
     const int32_t lo = at == DType::kUint8 ? 0 : -128, hi = at == DType::kUint8 ? 255 : 127;
     for (py::ssize_t i = 0; i < count; ++i) {
       if (zp[i] < lo || zp[i] > hi) throw py::value_error("a_zero_point is out of the range of a's dtype");

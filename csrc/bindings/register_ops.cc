@@ -61,14 +61,9 @@ int checked_input_bits(int bits) {
 // point (the padding's value) are below 128, on every ISA (the 7-bit kernels are exact only there).
 void check_seven_bit(int bits, const py::array& x, DType t, int32_t zero_point, const char* name) {
   if (bits == 8) return;
-  if (t != DType::kUint8) throw py::type_error(std::string(name) + " must be uint8: the weights were packed for 7-bit inputs");
+  check_seven_bit_values(x, t, name);
   if (zero_point < 0 || zero_point > 127)
     throw py::value_error(std::string(name) + "'s zero point must be in [0, 127]: the weights were packed for 7-bit inputs");
-  const auto* p = static_cast<const uint8_t*>(x.data());
-  uint8_t high = 0;
-  for (py::ssize_t i = 0, n = x.size(); i < n; ++i) high |= p[i];
-  if (high & 0x80)
-    throw py::value_error(std::string(name) + " holds values above 127: the weights were packed for 7-bit inputs");
 }
 
 // Weights packed once for the ISA selected at construction (PackedGemm in python/qkern/packed.py).

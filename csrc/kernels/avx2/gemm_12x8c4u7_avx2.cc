@@ -11,8 +11,6 @@ namespace qk {
 
 namespace {
 
-constexpr int kQuad = 4;  // k values per packed group: [Kp/4][16][4] int8
-
 #define QK_EACH_ROW(M) M(0) M(1) M(2) M(3) M(4) M(5) M(6) M(7) M(8) M(9) M(10) M(11)
 
 template <int MR>
@@ -26,28 +24,15 @@ void tile(const TileArgs& t) {
     const uint8_t* bp = t.b + t.tap_b[tap] * t.tap_kp * kNR;
     const uint8_t* a[12];
     for (int r = 0; r < 12; ++r) a[r] = t.a[tap][r < MR ? r : 0];
-    const int64_t quads = t.tap_k / kQuad, tail = t.tap_k % kQuad;
     // One k-group: each row's four bytes broadcast, times columns 0-7 of the panel.
-    const auto group = [&](int64_t q, auto load) {
+    for_each_quad(t.tap_k, [&](int64_t q, auto load) {
       const __m256i b0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(bp + q * kNR * kQuad));
 #define QK_ROW(r)                                                                                        \
   if constexpr (MR > r)                                                                                  \
     c##r = _mm256_add_epi32(c##r, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_set1_epi32(load(a[r])), b0), ones));
       QK_EACH_ROW(QK_ROW)
 #undef QK_ROW
-    };
-    for (int64_t q = 0; q < quads; ++q)
-      group(q, [q](const uint8_t* row) {
-        int32_t v;
-        std::memcpy(&v, row + q * kQuad, 4);
-        return v;
-      });
-    if (tail)
-      group(quads, [quads, tail](const uint8_t* row) {
-        int32_t v = 0;  // the K tail: no byte past the row is read
-        std::memcpy(&v, row + quads * kQuad, static_cast<size_t>(tail));
-        return v;
-      });
+    });
   }
   __m256i rows[MR][1];
 #define QK_STORE(r) \

@@ -44,20 +44,7 @@ void tile_gemm_6x16c2__avx2(const TileArgs& t, int mr) {
   dispatch_rows<1, 6>(mr, [&](auto rows) { tile<decltype(rows)::value>(t); });
 }
 
-// B[k, n] -> panels [kp/2][16][2] of int8, u8 B as b - 128 (its zero point moved by pack_b): half the bytes of
-// int16 panels, widened by the tile's loads (vpmovsxbw), which a GEMV's weight stream is bound by.
-void pack_b_avx2(PackedB& pb, const BSource& b) {
-  int8_t* dst = reinterpret_cast<int8_t*>(pb.data.data());
-  const int flip = b.type == DType::kUint8 ? 128 : 0;
-  for (int64_t p = 0; p < pb.panels; ++p) {
-    int8_t* panel = dst + p * pb.kp * kNR;
-    for_each_packed_row(pb, b, [&](int64_t kk, int64_t row) {
-      if (row < 0) return;  // padding rows stay 0 (the buffer is zeroed)
-      int8_t* out = panel + (kk / kKR) * kNR * kKR + kk % kKR;
-      for (int64_t j = 0; j < kNR && p * kNR + j < pb.n; ++j)
-        out[j * kKR] = static_cast<int8_t>(load_q(b.data, b.type, row + (p * kNR + j) * b.ld_n) - flip);
-    });
-  }
-}
+// The general AVX2 kernel's panels: [kp/2][16][2] int8 (gemm_common_avx2.h).
+void pack_b_avx2(PackedB& pb, const BSource& b) { pack_int8_panels<kKR>(pb, b); }
 
 }  // namespace qk

@@ -13,16 +13,6 @@ namespace qk {
 
 namespace {
 
-constexpr int kQuad = 4;  // k values per packed group: [Kp/4][16][4] int8
-
-// Bytes [k, k + n) of a row (n <= 4) as the low bytes of a 32-bit lane pattern, zeros above: the K tail,
-// read without touching bytes past the row.
-inline int32_t tail_bytes(const uint8_t* p, int64_t n) {
-  int32_t v = 0;
-  std::memcpy(&v, p, static_cast<size_t>(n));
-  return v;
-}
-
 template <int MR>
 void tile(const TileArgs& t) {
   const __m256i ones = _mm256_set1_epi16(1);
@@ -37,9 +27,8 @@ void tile(const TileArgs& t) {
     const uint8_t* a3 = MR > 3 ? t.a[tap][3] : a0;
     const uint8_t* a4 = MR > 4 ? t.a[tap][4] : a0;
     const uint8_t* a5 = MR > 5 ? t.a[tap][5] : a0;
-    const int64_t quads = t.tap_k / kQuad, tail = t.tap_k % kQuad;
     // One k-group: each row's four bytes broadcast, times columns 0-7 (b0) and 8-15 (b1).
-    const auto group = [&](int64_t q, auto load) {
+    for_each_quad(t.tap_k, [&](int64_t q, auto load) {
       const __m256i b0 = _mm256_load_si256(reinterpret_cast<const __m256i*>(bp + q * kNR * kQuad));
       const __m256i b1 = _mm256_load_si256(reinterpret_cast<const __m256i*>(bp + q * kNR * kQuad + 32));
 #define QK_ROW(r)                                                                                       \
@@ -50,14 +39,7 @@ void tile(const TileArgs& t) {
   }
       QK_ROW(0) QK_ROW(1) QK_ROW(2) QK_ROW(3) QK_ROW(4) QK_ROW(5)
 #undef QK_ROW
-    };
-    for (int64_t q = 0; q < quads; ++q)
-      group(q, [q](const uint8_t* row) {
-        int32_t v;
-        std::memcpy(&v, row + q * kQuad, 4);
-        return v;
-      });
-    if (tail) group(quads, [quads, tail](const uint8_t* row) { return tail_bytes(row + quads * kQuad, tail); });
+    });
   }
   __m256i rows[6][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}};
   store_tile<2>(t, MR, rows);
@@ -69,19 +51,7 @@ void tile_gemm_6x16c4u7__avx2(const TileArgs& t, int mr) {
   dispatch_rows<1, 6>(mr, [&](auto rows) { tile<decltype(rows)::value>(t); });
 }
 
-// B[k, n] -> panels [kp/4][16][4] of int8, u8 B as b - 128 (its zero point moved by pack_b).
-void pack_b_avx2_c4(PackedB& pb, const BSource& b) {
-  int8_t* dst = reinterpret_cast<int8_t*>(pb.data.data());
-  const int flip = b.type == DType::kUint8 ? 128 : 0;
-  for (int64_t p = 0; p < pb.panels; ++p) {
-    int8_t* panel = dst + p * pb.kp * kNR;
-    for_each_packed_row(pb, b, [&](int64_t kk, int64_t row) {
-      if (row < 0) return;  // padding rows stay 0 (the buffer is zeroed)
-      int8_t* out = panel + (kk / kQuad) * kNR * kQuad + kk % kQuad;
-      for (int64_t j = 0; j < kNR && p * kNR + j < pb.n; ++j)
-        out[j * kQuad] = static_cast<int8_t>(load_q(b.data, b.type, row + (p * kNR + j) * b.ld_n) - flip);
-    });
-  }
-}
+// The 7-bit kernels' panels: [kp/4][16][4] int8 (gemm_common_avx2.h).
+void pack_b_avx2_c4(PackedB& pb, const BSource& b) { pack_int8_panels<kQuad>(pb, b); }
 
 }  // namespace qk

@@ -26,6 +26,45 @@ namespace {
 constexpr int kNR = 16;
 constexpr int kKR = 2;
 
+// B[k, n] -> panels [kp/kGroup][16][kGroup] of int8, u8 B as b - 128 (its zero point moved by pack_b): the
+// 8-bit kernels' layout (kGroup 2, sign-extended as they load it) and the 7-bit kernels' (kGroup 4).
+template <int kGroup>
+void pack_int8_panels(PackedB& pb, const BSource& b) {
+  int8_t* dst = reinterpret_cast<int8_t*>(pb.data.data());
+  const int flip = b.type == DType::kUint8 ? 128 : 0;
+  for (int64_t p = 0; p < pb.panels; ++p) {
+    int8_t* panel = dst + p * pb.kp * kNR;
+    for_each_packed_row(pb, b, [&](int64_t kk, int64_t row) {
+      if (row < 0) return;  // padding rows stay 0 (the buffer is zeroed)
+      int8_t* out = panel + (kk / kGroup) * kNR * kGroup + kk % kGroup;
+      for (int64_t j = 0; j < kNR && p * kNR + j < pb.n; ++j)
+        out[j * kGroup] = static_cast<int8_t>(load_q(b.data, b.type, row + (p * kNR + j) * b.ld_n) - flip);
+    });
+  }
+}
+
+// The 7-bit kernels' k-groups of four bytes ([Kp/4][16][4] panels).
+constexpr int kQuad = 4;
+
+// Calls group(q, load) for each k-group q of a tap_k-byte row, where load(row) is the row's four bytes of
+// group q as one int32; the last, partial group is zero-filled and reads no byte past the row.
+template <class Group>
+inline void for_each_quad(int64_t tap_k, const Group& group) {
+  const int64_t quads = tap_k / kQuad, tail = tap_k % kQuad;
+  for (int64_t q = 0; q < quads; ++q)
+    group(q, [q](const uint8_t* row) {
+      int32_t v;
+      std::memcpy(&v, row + q * kQuad, 4);
+      return v;
+    });
+  if (tail)
+    group(quads, [quads, tail](const uint8_t* row) {
+      int32_t v = 0;
+      std::memcpy(&v, row + quads * kQuad, static_cast<size_t>(tail));
+      return v;
+    });
+}
+
 // Widens row bytes [k0, k0+n) to int16 (zero-filled to an even count).
 inline void widen(const uint8_t* src, bool is_signed, int64_t n, int16_t* dst) {
   int64_t i = 0;
