@@ -7,6 +7,7 @@
 // are copied into a patch of 9*C-byte rows and K is one tap.
 #include <algorithm>
 #include <cstring>
+#include <memory>
 #include <vector>
 
 #include "qkern/conv.h"
@@ -105,7 +106,9 @@ struct TableRows : OutRows {
     ConvTaps::Pos cursor;
   };
   ConvTaps taps;
+  bool wide = false;  // taps reads widened_input's int16 copy (TileArgs::a_wide)
   uint32_t fill_a(TileArgs& t, int64_t, int64_t r0, int rows, Scratch& s) const {
+    t.a_wide = wide;
     const uint8_t* ptrs[kMaxTaps];
     ConvTaps::Pos p = taps.seek(s.cursor, r0);
     if (taps.run_inside(p, rows)) {  // most tiles: nine fixed offsets from pointers in steps
@@ -136,8 +139,10 @@ struct KernelRowTaps : OutRows {
     ConvTaps::Pos cursor;
   };
   ConvTaps taps;
+  bool wide = false;  // taps reads widened_input's int16 copy (TileArgs::a_wide); every window is inside
 
   uint32_t fill_a(TileArgs& t, int64_t tile, int64_t r0, int rows, Scratch& s) const {
+    t.a_wide = wide;
     const ConvInput& in = *taps.in;
     const int64_t c = in.channels;
     bool scratch_used = false;
@@ -202,7 +207,7 @@ struct KernelRowTaps : OutRows {
 // argument), a window crossing the border is assembled pixel by pixel with x_zero_point bytes.
 // kWide (kernels whose packed elements are int16 and read A unflipped): the patch is written as those
 // int16 elements, zero-filled to an even count, each pair with one 4-byte store, and handed to the kernel
-// in place (TileArgs::a_wide_stride). A byte patch would be copied again by the kernel's own widening,
+// in place (TileArgs::a_wide). A byte patch would be copied again by the kernel's own widening,
 // whose wide loads cannot be forwarded from the patch's narrow stores.
 template <int C, bool kWide, bool kSigned = false>
 struct PatchRows : OutRows {
@@ -279,7 +284,7 @@ struct PatchRows : OutRows {
       ++r;
     }
     s.cursor = p;
-    if constexpr (kWide) t.a_wide_stride = kRowBytes / 2;
+    if constexpr (kWide) t.a_wide = true;
     t.a_version |= static_cast<uint64_t>(tile + 1) & 0xFFFFFFFFu;  // new bytes, same address
     return 0;  // one tap: nothing to skip
   }
@@ -365,6 +370,41 @@ std::vector<uint8_t> with_border(const ConvInput& in, const uint8_t* x, uint8_t 
   return padded;
 }
 
+// The input as the int16 kernels (KernelInfo::a_int16) multiply it, for their in-place reads, with its
+// padding made real (`border` pixels of x_zero_point around each image, as with_border does for bytes):
+// each byte is widened once per call instead of once per tile and tap (consecutive windows overlap, so a
+// tile's kernel rows span up to 3x its own pixels' bytes at stride 1). 32 zero elements follow, for
+// kernels that read K in runs of 16 past a row's end. Elements are int8 or uint8 values as int16.
+std::unique_ptr<int16_t[]> widened_input(const ConvInput& in, const uint8_t* x, bool is_signed, uint8_t za,
+                                         int64_t border) {
+  const int64_t c = in.channels, row = in.width * c, wrow = (in.width + 2 * border) * c;
+  const int64_t wh = in.height + 2 * border, image = wh * wrow, total = in.batch * image;
+  std::unique_ptr<int16_t[]> wide(new int16_t[static_cast<size_t>(total + 32)]);
+  const int16_t zero = is_signed ? static_cast<int8_t>(za) : za;
+  const auto widen = [is_signed](const uint8_t* src, int64_t n, int16_t* dst) {
+    if (is_signed)
+      for (int64_t i = 0; i < n; ++i) dst[i] = static_cast<int8_t>(src[i]);
+    else
+      for (int64_t i = 0; i < n; ++i) dst[i] = src[i];
+  };
+  const auto widen_image = [&](int64_t img) {
+    int16_t* dst = wide.get() + img * image;
+    const uint8_t* src = x + img * in.height * row;
+    std::fill(dst, dst + border * wrow, zero);
+    for (int64_t y = 0; y < in.height; ++y) {
+      int16_t* d = dst + (y + border) * wrow;
+      std::fill(d, d + border * c, zero);
+      widen(src + y * row, row, d + border * c);
+      std::fill(d + border * c + row, d + wrow, zero);
+    }
+    std::fill(dst + (wh - border) * wrow, dst + image, zero);
+  };
+  if (in.batch > 1 && total >= kRowSumBlockBytes) parallel_for(in.batch, widen_image);
+  else for (int64_t img = 0; img < in.batch; ++img) widen_image(img);
+  std::fill(wide.get() + total, wide.get() + total + 32, int16_t{0});
+  return wide;
+}
+
 }  // namespace
 
 std::unique_ptr<PackedB> pack_conv3x3(Isa isa, const void* w, DType w_type, int64_t out_channels,
@@ -382,7 +422,10 @@ std::unique_ptr<PackedB> pack_conv3x3(Isa isa, const void* w, DType w_type, int6
 void conv3x3_packed(const PackedB& pb, const ConvInput& in, const void* x, DType x_type, int32_t x_zero_point,
                     void* out) {
   QK_REQUIRE(pb.k == 9 * in.channels, "conv3x3_packed: channel count differs from the weights");
-  if (in.padding == 1 && in.width <= kBorderCopyMaxWidth && in.channels > 0) {
+  // Narrow images on the int16 kernels: the taps walk a widened copy of the input with a real border
+  // (widened_input), whose pixels are 2*C bytes, and the kernel reads its rows in place.
+  const bool wide = pb.kernel->a_int16 && pb.taps != 1 && in.width <= kBorderCopyMaxWidth && in.channels > 0;
+  if (in.padding == 1 && in.width <= kBorderCopyMaxWidth && in.channels > 0 && !wide) {
     const std::vector<uint8_t> padded = with_border(in, static_cast<const uint8_t*>(x), static_cast<uint8_t>(x_zero_point));
     const ConvInput inner{in.batch, in.height + 2, in.width + 2, in.channels, in.stride, 0};
     return conv3x3_packed(pb, inner, padded.data(), x_type, x_zero_point, out);
@@ -417,12 +460,18 @@ void conv3x3_packed(const PackedB& pb, const ConvInput& in, const void* x, DType
       default: QK_REQUIRE(false, "conv3x3_packed: weights packed for the patch path (C <= kPatchCinMax)");
     }
   }
-  if (pb.taps == 3) {
-    QK_REQUIRE(in.channels <= kSmallCinMax, "conv3x3_packed: weights packed for the small-C path");
-    run_tiles(pb, x_type, m, x_zero_point, KernelRowTaps{outs, taps}, sums);
-  } else {
-    run_tiles(pb, x_type, m, x_zero_point, TableRows{outs, taps}, sums);
+  QK_REQUIRE(pb.taps == 9 || in.channels <= kSmallCinMax, "conv3x3_packed: weights packed for the small-C path");
+  if (wide) {
+    const std::unique_ptr<int16_t[]> wx = widened_input(in, xb, x_type == DType::kInt8,
+                                                        static_cast<uint8_t>(x_zero_point), in.padding);
+    const ConvInput wide_in{in.batch, in.height + 2 * in.padding, in.width + 2 * in.padding, 2 * in.channels,
+                            in.stride, 0};
+    const ConvTaps wide_taps(&wide_in, reinterpret_cast<const uint8_t*>(wx.get()), nullptr);
+    if (pb.taps == 3) return run_tiles(pb, x_type, m, x_zero_point, KernelRowTaps{outs, wide_taps, true}, sums);
+    return run_tiles(pb, x_type, m, x_zero_point, TableRows{outs, wide_taps, true}, sums);
   }
+  if (pb.taps == 3) run_tiles(pb, x_type, m, x_zero_point, KernelRowTaps{outs, taps}, sums);
+  else run_tiles(pb, x_type, m, x_zero_point, TableRows{outs, taps}, sums);
 }
 
 }  // namespace qk

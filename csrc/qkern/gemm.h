@@ -138,10 +138,10 @@ struct TileArgs {
   void* c2[kMaxMR];          // output row pointers at column split
   bool a_signed;             // A is int8 (the kernel flips or sign-extends it)
   uint64_t a_version;        // changes whenever the bytes behind a[][] may have: kernel caches key on it
-  // > 0 (one tap, kernels with KernelInfo::a_int16 only): the rows at a[0][] already hold A as the kernel
-  // multiplies it (int16, sign-extended, zero-filled to tap_kp), row r at a[0][0] + r * a_wide_stride elements, each
-  // pair written by one 4-byte store; the kernel reads them in place instead of widening its own copy.
-  int64_t a_wide_stride = 0;
+  // Kernels with KernelInfo::a_int16 only: the rows at a[][] already hold A as the kernel multiplies it
+  // (int16, sign-extended; elements past tap_k finite, readable up to the next multiple of 16 elements past
+  // tap_kp); the kernel reads them in place instead of widening its own copy.
+  bool a_wide = false;
   // RequantMode::kFloat only (set by the GEMM row map): each tile row's activation scale s_a and, when
   // row_zp, its zero point, applied in the epilogue as eq. (20) (the driver then ran with zero point 0).
   float a_scale[kMaxMR];

@@ -32,7 +32,7 @@ struct KernelInfo {
   int elem_bytes;       // bytes per packed B element
   bool flip_u8_b;       // u8 B stored as s8: its zero point moves by -128
   bool flip_s8_a;       // s8 A read as u8: its zero point moves by +128
-  bool a_int16;         // multiplies A as int16 pairs: accepts rows already widened (TileArgs::a_wide_stride)
+  bool a_int16;         // multiplies A as int16 pairs: accepts rows already widened (TileArgs::a_wide)
   int a_bits;           // 8, or 7: exact only for uint8 A below 128 (weights packed for it promise that)
   bool wide_stage;      // reads OutputStage::wide (requant.h) where the mode has that form
   unsigned outputs;     // OutputForm bits

@@ -129,7 +129,7 @@ inline void row_group(const TileArgs& t, const WideRows& w, const int16_t* colum
     __m256i acc[8];
     for (int i = 0; i < 8; ++i) acc[i] = _mm256_setzero_si256();
     for (int tap = 0; tap < t.taps; ++tap) {
-      const int16_t* a = w.tap_row[tap] + G * w.stride;
+      const int16_t* const* a = w.row[tap] + G;
       const int16_t* b = columns + (j * layout_taps + t.tap_b[tap]) * kpad;
       // Row elements past tap_kp (up to the next multiple of 16) meet the column's zero fill.
       for (int64_t k = 0; k < t.tap_kp; k += 16) {
@@ -137,7 +137,7 @@ inline void row_group(const TileArgs& t, const WideRows& w, const int16_t* colum
 #define QK_ROW(i)                                                                                            \
   if constexpr (N > i)                                                                                       \
     acc[i] = _mm256_add_epi32(                                                                               \
-        acc[i], _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a + i * w.stride + k)), bv));
+        acc[i], _mm256_madd_epi16(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(a[i] + k)), bv));
         QK_ROW(0) QK_ROW(1) QK_ROW(2) QK_ROW(3) QK_ROW(4) QK_ROW(5) QK_ROW(6) QK_ROW(7)
 #undef QK_ROW
       }

@@ -16,7 +16,6 @@ namespace {
 template <int MR>
 void tile(const TileArgs& t) {
   const WideRows w = widened_rows(t, MR);
-  const int64_t stride = w.stride;
   const __m256i init = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t.bias_eff));
 #define QK_INIT(r) __m256i c##r = init;
   QK_EACH_ROW(QK_INIT)
@@ -25,13 +24,13 @@ void tile(const TileArgs& t) {
   for (int tap = 0; tap < t.taps; ++tap) {
     const int64_t pairs = t.tap_kp / 2;
     const uint8_t* bp = t.b + t.tap_b[tap] * t.tap_kp * kNR;
-    const int16_t* at = w.tap_row[tap];
+    const int16_t* const* at = w.row[tap];
     for (int64_t q = 0; q < pairs; ++q, bp += kNR * kKR) {
       const __m256i b0 = _mm256_cvtepi8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(bp)));  // columns 0-7 of the panel
 #define QK_ROW(r)                                                       \
   if constexpr (MR > r) {                                               \
     int32_t pair;                                                       \
-    std::memcpy(&pair, at + r * stride + 2 * q, 4);                     \
+    std::memcpy(&pair, at[r] + 2 * q, 4);                               \
     c##r = _mm256_add_epi32(c##r, _mm256_madd_epi16(_mm256_set1_epi32(pair), b0)); \
   }
       QK_EACH_ROW(QK_ROW)

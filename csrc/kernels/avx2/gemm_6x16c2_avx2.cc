@@ -10,7 +10,6 @@ namespace {
 template <int MR>
 void tile(const TileArgs& t) {
   const WideRows w = widened_rows(t, MR);
-  const int64_t stride = w.stride;
   __m256i c00 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t.bias_eff));
   __m256i c01 = _mm256_loadu_si256(reinterpret_cast<const __m256i*>(t.bias_eff + 8));
   __m256i c10 = c00, c11 = c01, c20 = c00, c21 = c01, c30 = c00, c31 = c01, c40 = c00, c41 = c01, c50 = c00, c51 = c01;
@@ -18,14 +17,14 @@ void tile(const TileArgs& t) {
   for (int tap = 0; tap < t.taps; ++tap) {
     const int64_t pairs = t.tap_kp / 2;
     const uint8_t* bp = t.b + t.tap_b[tap] * t.tap_kp * kNR;
-    const int16_t* at = w.tap_row[tap];
+    const int16_t* const* at = w.row[tap];
     for (int64_t q = 0; q < pairs; ++q, bp += kNR * kKR) {
       const __m256i b0 = _mm256_cvtepi8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(bp)));
       const __m256i b1 = _mm256_cvtepi8_epi16(_mm_load_si128(reinterpret_cast<const __m128i*>(bp + 16)));
 #define QK_ROW(r)                                                                  \
   if constexpr (MR > r) {                                                          \
     int32_t pair;                                                                  \
-    std::memcpy(&pair, at + r * stride + 2 * q, 4);                                \
+    std::memcpy(&pair, at[r] + 2 * q, 4);                                          \
     const __m256i av = _mm256_set1_epi32(pair);                                    \
     c##r##0 = _mm256_add_epi32(c##r##0, _mm256_madd_epi16(av, b0));                \
     c##r##1 = _mm256_add_epi32(c##r##1, _mm256_madd_epi16(av, b1));                \

@@ -82,13 +82,11 @@ inline void widen(const uint8_t* src, bool is_signed, int64_t n, int16_t* dst) {
   if (n % 2) dst[n] = 0;
 }
 
-// The tile's A as int16: row r of tap `tap` at tap_row[tap] + r * stride, tap_kp elements (those past
-// tap_k multiply B's zero rows, so their values do not matter; they are zeros or the next row's).
-// Every row can be read up to the next multiple of 16 elements past tap_kp (those elements are finite and
-// meet B's zeros).
+// The tile's A as int16: row r of tap `tap` at row[tap][r], tap_kp elements (those past tap_k multiply
+// B's zero rows, so their values do not matter; they are zeros or the next row's). Every row can be read
+// up to the next multiple of 16 elements past tap_kp (those elements are finite and meet B's zeros).
 struct WideRows {
-  const int16_t* tap_row[kMaxTaps];
-  int64_t stride;
+  const int16_t* row[kMaxTaps][kMaxMR];
 };
 
 // The widened rows of the last tile this thread saw: the driver runs every panel of an m-tile back to
@@ -175,9 +173,9 @@ inline void widen_into(WidenCache& cache, const TileArgs& t, int mr) {
 
 inline WideRows widened_rows(const TileArgs& t, int mr) {
   WideRows w;
-  if (t.a_wide_stride > 0) {  // the driver's rows are already int16 (a first layer's patch)
-    w.tap_row[0] = reinterpret_cast<const int16_t*>(t.a[0][0]);
-    w.stride = t.a_wide_stride;
+  if (t.a_wide) {  // the driver's rows are already int16 (a first layer's patch, a widened conv input)
+    for (int tap = 0; tap < t.taps; ++tap)
+      for (int r = 0; r < mr; ++r) w.row[tap][r] = reinterpret_cast<const int16_t*>(t.a[tap][r]);
     return w;
   }
   WidenCache& cache = thread_cache<WidenCache>();
@@ -195,8 +193,8 @@ inline WideRows widened_rows(const TileArgs& t, int mr) {
     cache.a_version = t.a_version;
     cache.is_signed = t.a_signed;
   }
-  for (int tap = 0; tap < t.taps; ++tap) w.tap_row[tap] = cache.data.data() + cache.tap_offset[tap];
-  w.stride = cache.stride;
+  for (int tap = 0; tap < t.taps; ++tap)
+    for (int r = 0; r < mr; ++r) w.row[tap][r] = cache.data.data() + cache.tap_offset[tap] + r * cache.stride;
   return w;
 }
 
