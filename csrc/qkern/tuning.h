@@ -59,7 +59,8 @@ constexpr int64_t kPatchCinMax = 6;
 // conv3x3. Up to this input width a padding-1 conv first copies its input into a buffer with a real border
 // of x_zero_point bytes and runs as padding 0: a narrow image has a large share of border windows, each
 // assembled pixel by pixel (8x8: half of them, the conv 1.4x slower than on the copy); a wide one pays
-// the copy for a few percent of border windows.
+// the copy for a few percent of border windows. For the kernels that multiply A as int16 (AVX2, 8-bit A)
+// the copy is also widened, so that each byte is widened once per call instead of once per tile and tap.
 constexpr int64_t kBorderCopyMaxWidth = 32;
 
 }  // namespace qk
