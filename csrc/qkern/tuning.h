@@ -62,5 +62,12 @@ constexpr int64_t kPatchCinMax = 6;
 // the copy for a few percent of border windows. For the kernels that multiply A as int16 (AVX2, 8-bit A)
 // the copy is also widened, so that each byte is widened once per call instead of once per tile and tap.
 constexpr int64_t kBorderCopyMaxWidth = 32;
+// conv3x3. On the int16 kernels, stride-1 convs of up to this many input channels use the widened copy at
+// any width: each input byte sits in the kernel rows of three consecutive windows, which the tiles would
+// widen three times. In-process A/B, 2 threads, time with / without: 8x64x64 8->8 0.70, 64x64 8->16 0.61,
+// 128x128 16->16 0.80, 2x112x112 16->32 0.89, 4x64x64 32->32 0.84, 224x224 32->32 0.93, 256x256 8->8
+// 0.90. With 64 channels it is even (56x56 64->64 0.97, 64->32 0.99); at stride 2, where fewer windows
+// share a byte, 0.93-1.23 (224x224 8->16 1.23), so wide stride-2 convs keep the tiles' widening.
+constexpr int64_t kWideInputMaxCin = 32;
 
 }  // namespace qk
