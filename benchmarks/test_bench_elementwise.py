@@ -9,6 +9,7 @@ benchmarks/test_bench_elementwise.py [--threads 2]` prints the markdown table of
 from __future__ import annotations
 
 import argparse
+import random
 import statistics
 import time
 import warnings
@@ -77,7 +78,9 @@ def _medians_us(
     stat: Callable[[list[float]], float] = statistics.median,
 ) -> list[float]:
     """`stat` (median, or min) over `rounds` of each fn's mean time per call (us). The fns take turns within
-    every round, so all of them see the same phases of a shared machine; each runs ~budget_s per round."""
+    every round, so all of them see the same phases of a shared machine; each runs ~budget_s per round.
+    The order is shuffled every round (seeded): whatever runs right after torch's single-thread run is
+    slowed (1.3-1.7x on a 4M quantize), so no fn may always follow the same one."""
     numbers = []
     for fn in fns:
         fn()
@@ -85,12 +88,15 @@ def _medians_us(
         fn()
         numbers.append(max(1, int(budget_s / max(time.perf_counter() - start, 1e-7))))
     times: list[list[float]] = [[] for _ in fns]
+    order = list(range(len(fns)))
+    shuffle = random.Random(0).shuffle
     for _ in range(rounds):
-        for fn, number, out in zip(fns, numbers, times, strict=True):
+        shuffle(order)
+        for j in order:
             start = time.perf_counter()
-            for _ in range(number):
-                fn()
-            out.append((time.perf_counter() - start) / number)
+            for _ in range(numbers[j]):
+                fns[j]()
+            times[j].append((time.perf_counter() - start) / numbers[j])
     return [stat(t) * 1e6 for t in times]
 
 
