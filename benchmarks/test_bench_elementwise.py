@@ -80,7 +80,7 @@ def _medians_us(
     """`stat` (median, or min) over `rounds` of each fn's mean time per call (us). The fns take turns within
     every round, so all of them see the same phases of a shared machine; each runs ~budget_s per round.
     The order is shuffled every round (seeded): whatever runs right after torch's single-thread run is
-    slowed (1.3-1.7x on a 4M quantize), so no fn may always follow the same one."""
+    slowed (1.25-1.66x on a 4M quantize), so no fn may always follow the same one."""
     numbers = []
     for fn in fns:
         fn()
