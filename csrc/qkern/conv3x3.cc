@@ -424,7 +424,9 @@ void conv3x3_packed(const PackedB& pb, const ConvInput& in, const void* x, DType
   QK_REQUIRE(pb.k == 9 * in.channels, "conv3x3_packed: channel count differs from the weights");
   // On the int16 kernels, narrow images and few-channel stride-1 convs: the taps walk a widened copy of the
   // input with a real border (widened_input), whose pixels are 2*C bytes, and the kernel reads its rows in place.
-  const bool wide = pb.kernel->a_int16 && pb.taps != 1 && in.channels > 0 &&
+  const int64_t wide_bytes =
+      2 * in.batch * (in.height + 2 * in.padding) * (in.width + 2 * in.padding) * in.channels;
+  const bool wide = pb.kernel->a_int16 && pb.taps != 1 && in.channels > 0 && wide_bytes <= kWideInputMaxBytes &&
                     (in.width <= kBorderCopyMaxWidth || (in.stride == 1 && in.channels <= kWideInputMaxCin));
   if (in.padding == 1 && in.width <= kBorderCopyMaxWidth && in.channels > 0 && !wide) {
     const std::vector<uint8_t> padded = with_border(in, static_cast<const uint8_t*>(x), static_cast<uint8_t>(x_zero_point));

@@ -69,5 +69,8 @@ constexpr int64_t kBorderCopyMaxWidth = 32;
 // 0.90. With 64 channels it is even (56x56 64->64 0.97, 64->32 0.99); at stride 2, where fewer windows
 // share a byte, 0.93-1.23 (224x224 8->16 1.23), so wide stride-2 convs keep the tiles' widening.
 constexpr int64_t kWideInputMaxCin = 32;
+// conv3x3. The widened copy's largest size: a larger input (a big batch, a large image) keeps the tiles'
+// widening rather than allocate twice its bytes for the call.
+constexpr int64_t kWideInputMaxBytes = int64_t{32} << 20;
 
 }  // namespace qk
