@@ -387,20 +387,23 @@ std::unique_ptr<int16_t[]> widened_input(const ConvInput& in, const uint8_t* x, 
     else
       for (int64_t i = 0; i < n; ++i) dst[i] = src[i];
   };
-  const auto widen_image = [&](int64_t img) {
-    int16_t* dst = wide.get() + img * image;
-    const uint8_t* src = x + img * in.height * row;
-    std::fill(dst, dst + border * wrow, zero);
-    for (int64_t y = 0; y < in.height; ++y) {
-      int16_t* d = dst + (y + border) * wrow;
-      std::fill(d, d + border * c, zero);
-      widen(src + y * row, row, d + border * c);
-      std::fill(d + border * c + row, d + wrow, zero);
-    }
-    std::fill(dst + (wh - border) * wrow, dst + image, zero);
+  // Row r of the copy (image r / wh, padded row r % wh): border rows are all x_zero_point.
+  const auto widen_row = [&](int64_t r) {
+    int16_t* d = wide.get() + r * wrow;
+    const int64_t y = r % wh - border;
+    if (y < 0 || y >= in.height) return std::fill(d, d + wrow, zero);
+    std::fill(d, d + border * c, zero);
+    widen(x + (r / wh * in.height + y) * row, row, d + border * c);
+    std::fill(d + border * c + row, d + wrow, zero);
   };
-  if (in.batch > 1 && total >= kRowSumBlockBytes) parallel_for(in.batch, widen_image);
-  else for (int64_t img = 0; img < in.batch; ++img) widen_image(img);
+  // Blocks of rows on the pool once the copy is large enough (a single large image included).
+  const int64_t rows = in.batch * wh, rows_per_block = std::max<int64_t>(1, kRowSumBlockBytes / (2 * wrow));
+  const int64_t blocks = (rows + rows_per_block - 1) / rows_per_block;
+  const auto widen_block = [&](int64_t b) {
+    for (int64_t r = b * rows_per_block; r < std::min(rows, (b + 1) * rows_per_block); ++r) widen_row(r);
+  };
+  if (blocks > 1) parallel_for(blocks, widen_block);
+  else if (blocks == 1) widen_block(0);
   std::fill(wide.get() + total, wide.get() + total + 32, int16_t{0});
   return wide;
 }
