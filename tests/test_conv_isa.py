@@ -100,6 +100,26 @@ def test_conv3x3_first_layer_channel_counts(rng, isa_threads, c):
             _conv_case(rng, tx, tw, stride, padding, name, rq, size=_pick(rng, [(9, 14), (5, 7)]), c=c, o=40)
 
 
+@pytest.mark.parametrize("c", [1, 2, 3, 4, 5, 6])
+def test_conv3x3_first_layer_windows_at_the_end_of_the_input(rng, isa_threads, c):
+    """The patch rows of the last windows: on AVX2 they are written with 8-24-byte loads per kernel row,
+    which would pass the input's last byte there; those pixels are written byte by byte instead (the
+    sanitizer run of this file sees any read past the array). Images wider than the bordered copy's limit
+    are read in place, so the input's end is the caller's."""
+    for tx in QTYPES:
+        for stride, padding in ((1, 0), (1, 1), (2, 0), (2, 1)):
+            for h, w in ((3, 40), (4, 35)):
+                x = np.empty(1 * h * w * c, dtype=tx).reshape(1, h, w, c)  # exactly sized: ends with the array
+                x[...] = rand_q(rng, tx, x.shape)
+                wt = rand_q(rng, np.int8, (5, 3, 3, c))
+                xz = rand_zp(rng, tx)
+                rq = requant_cases(rng, 5)["fp32-pc"]
+                want = qkern.reference.conv3x3(x, wt, stride, padding, xz, 0, None, rq)
+                packed = qkern.PackedConv3x3(wt, 0, None, rq, stride=stride, padding=padding)
+                got = packed(x, x_zero_point=xz)
+                np.testing.assert_array_equal(got, want, err_msg=f"{h}x{w} c={c} s={stride} p={padding} {tx}")
+
+
 def _deconv_case(rng, tx, tw, name, size=None, c=None, o=None, n=None):
     h, w = size or _pick(rng, SIZES)
     c, o, n = c or _pick(rng, CHANNELS), o or _pick(rng, CHANNELS), n or _pick(rng, BATCHES)

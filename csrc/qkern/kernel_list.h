@@ -21,6 +21,14 @@ constexpr unsigned kAllOutputForms = kOutputInt32 | kOutput8Bit | kOutputFloat |
 
 using PackFn = void (*)(PackedB&, const BSource&);
 using ByteSumFn = void (*)(const uint8_t* p, int64_t rows, int64_t stride, int64_t n, uint8_t flip, uint32_t* out);
+// Writes the windows of n consecutive output pixels of a 3x3 conv with C <= kPatchCinMax channels as the
+// kernel's int16 patch rows (conv3x3's one-tap path): pixel i's window has its top-left input byte at
+// corner + i * step and its kernel rows row_bytes apart; row i (dst + i * dst_stride bytes, dst_stride >= 128)
+// gets its 9*C bytes as int16 (sign-extended when is_signed), kernel row dy from element 3*C*dy; a few
+// elements past 9*C get the next input bytes (they meet B's zero rows). Stops before the first pixel whose
+// loads would reach `end` (the input's end) and returns how many pixels it wrote; the caller writes the rest.
+using PatchRowsFn = int (*)(int channels, bool is_signed, const uint8_t* corner, int64_t step, int64_t row_bytes,
+                            int n, const uint8_t* end, uint8_t* dst, int64_t dst_stride);
 
 struct KernelInfo {
   const char* name;     // the tile function's name: `_core.kernels()`, test ids, benchmark labels
@@ -28,6 +36,7 @@ struct KernelInfo {
   TileKernel tile;
   PackFn pack;          // packs B into the panels the tile reads (shared by the ISA's kernels)
   ByteSumFn byte_sums;  // eq. (7)'s row sums of A bytes (u8 after xor with the flip)
+  PatchRowsFn patch_rows;  // a_int16 kernels: the first layer's int16 patch rows; null: written byte by byte
   int mr, nr, kr;       // tile rows, panel columns it computes, k-group of the packed layout
   int elem_bytes;       // bytes per packed B element
   bool flip_u8_b;       // u8 B stored as s8: its zero point moves by -128
@@ -67,5 +76,7 @@ void pack_b_avx2_c4(PackedB& pb, const BSource& b);
 void tile_gemm_6x16c4u7__avx2(const TileArgs& t, int mr);
 void tile_gemm_12x8c4u7__avx2(const TileArgs& t, int mr);
 void byte_sums__avx2(const uint8_t* p, int64_t rows, int64_t stride, int64_t n, uint8_t flip, uint32_t* out);
+int patch_rows__avx2(int channels, bool is_signed, const uint8_t* corner, int64_t step, int64_t row_bytes, int n,
+                     const uint8_t* end, uint8_t* dst, int64_t dst_stride);
 
 }  // namespace qk

@@ -20,7 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--width", type=int, default=8, help="channels of the first layer (default 8)")
     parser.add_argument("--seed", type=int, default=0, help="seed of data split, noise and training (default 0)")
     parser.add_argument("--calibration", type=int, default=256, help="calibration images (default 256)")
-    parser.add_argument("--repeats", type=int, default=30, help="timed calls per latency median (default 30)")
+    parser.add_argument(
+        "--rounds", type=int, default=7, help="timing rounds; the runtimes take turns in each (default 7)"
+    )
     parser.add_argument("--threads", type=int, default=2, help="threads of every runtime (default 2)")
     parser.add_argument("--out-dir", default=".", help="where the PNGs go (default: the current directory)")
     parser.add_argument("--no-plots", action="store_true", help="skip the PNGs (no matplotlib needed)")
@@ -70,22 +72,25 @@ def _evaluate(
     ort_metric = metric(s8.run(None, {"x": x_test.numpy()})[0])
 
     qm = qmodels[best]
-    timed: dict[str, tuple[float, float]] = {}
-    for label, fn in (
-        ("torch f32", lambda x: model(x)),
-        ("torch FX int8 (x86)", lambda x: tq(x)),
-        ("ORT f32", lambda x: s32.run(None, {"x": x.numpy()})),
-        ("ORT int8 (QDQ)", lambda x: s8.run(None, {"x": x.numpy()})),
-        (f"qkern int8 ({best})", lambda x: qm(x.numpy())),
-        (f"qkern int8, act 7-bit ({best})", lambda x: q7(x.numpy())),
-    ):
-        bar.set_postfix_str(f"{name}: timing {label}")
-        ms = []
-        for n in (1, 32):
-            x = x_test[:n].contiguous()
-            with torch.no_grad():
-                ms.append(peers.median_ms(lambda fn=fn, x=x: fn(x), repeats=args.repeats))
-        timed[label] = (ms[0], ms[1])
+    runtimes = {
+        "torch f32": lambda x: model(x),
+        "torch FX int8 (x86)": lambda x: tq(x),
+        "ORT f32": lambda x: s32.run(None, {"x": x.numpy()}),
+        "ORT int8 (QDQ)": lambda x: s8.run(None, {"x": x.numpy()}),
+        f"qkern int8 ({best})": lambda x: qm(x.numpy()),
+        f"qkern int8, act 7-bit ({best})": lambda x: q7(x.numpy()),
+    }
+    batches = {n: x_test[:n].contiguous() for n in (1, 32)}
+    calls = {(label, n): (lambda fn=fn, x=x: fn(x)) for label, fn in runtimes.items() for n, x in batches.items()}
+    bar.set_postfix_str(f"{name}: timing, round 1/{args.rounds}")
+    with torch.no_grad():
+        ms = peers.interleaved_medians_ms(
+            calls,
+            rounds=args.rounds,
+            seed=args.seed,
+            on_round=lambda r: bar.set_postfix_str(f"{name}: timing, round {min(r + 2, args.rounds)}/{args.rounds}"),
+        )
+    timed = {label: (ms[(label, 1)], ms[(label, 32)]) for label in runtimes}
     rows.append(("float32 (torch)", float_metric, *timed["torch f32"]))
     rows.append(("ORT f32", float_metric, *timed["ORT f32"]))
     for method in methods:

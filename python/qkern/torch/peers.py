@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import statistics
 import tempfile
 import time
@@ -84,23 +85,45 @@ def _onnx_sessions(model: nn.Module, calibration: Sequence[torch.Tensor], opts: 
         )
 
 
-def median_ms(
-    fn: Callable[[], Any], repeats: int = 30, warmup: int = 3, budget_s: float = 2.0, pause_s: float = 0.3
-) -> float:
-    """Median wall time of fn() in milliseconds over up to `repeats` calls (fewer if `budget_s` runs out).
+def interleaved_medians_ms(
+    calls: dict[Any, Callable[[], Any]],
+    rounds: int = 7,
+    pause_s: float = 0.1,
+    warm_s: float = 0.02,
+    sample_s: float = 0.03,
+    min_calls: int = 5,
+    seed: int = 0,
+    on_round: Callable[[int], None] | None = None,
+) -> dict[Any, float]:
+    """Each call's latency in milliseconds: the median over `rounds` rounds of its per-call median, the calls
+    taking turns in a new (seeded) order every round.
 
-    Starts with a `pause_s` sleep: torch's OpenMP workers and ONNX Runtime's pool keep spinning for a while
-    after their last call, which would slow whatever is timed next on a two-core machine (the bench
-    harness pauses the same way)."""
-    time.sleep(pause_s)
-    for _ in range(warmup):
-        fn()
-    times = []
-    start = time.perf_counter()
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-        if time.perf_counter() - start > budget_s and len(times) >= 5:
-            break
-    return 1e3 * statistics.median(times)
+    A shared VM's speed drifts, by up to 2x over seconds here: timing each implementation in one phase of its
+    own compares different machine states, while in rounds every implementation meets each state. A sample
+    starts with a `pause_s` sleep (torch's OpenMP workers and ONNX Runtime's pool spin for a while after their
+    last call and would slow the next implementation on a two-core machine), warms the call up for `warm_s`
+    and at least 3 calls (caches, waking the thread pools), then times at least `min_calls` calls and
+    `sample_s` seconds. `on_round(r)` is called after round r (a progress bar)."""
+    rng = random.Random(seed)
+    keys = list(calls)
+    samples: dict[Any, list[float]] = {k: [] for k in keys}
+    for r in range(rounds):
+        rng.shuffle(keys)
+        for k in keys:
+            fn = calls[k]
+            time.sleep(pause_s)
+            start = time.perf_counter()
+            warm = 0
+            while warm < 3 or time.perf_counter() - start < warm_s:
+                fn()
+                warm += 1
+            times = []
+            start = time.perf_counter()
+            while len(times) < min_calls or time.perf_counter() - start < sample_s:
+                t0 = time.perf_counter()
+                fn()
+                times.append(time.perf_counter() - t0)
+            samples[k].append(statistics.median(times))
+        if on_round is not None:
+            on_round(r)
+    return {k: 1e3 * statistics.median(v) for k, v in samples.items()}
