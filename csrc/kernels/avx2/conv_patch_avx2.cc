@@ -31,7 +31,8 @@ int put_rows(const uint8_t* corner, int64_t step, int64_t row_bytes, int n, cons
   constexpr int64_t kRead = 3 * C <= 8 ? 8 : 3 * C <= 16 ? 16 : 24;
   int i = 0;
   // Kernel rows in order: each store's tail past 3*C elements is overwritten by the next row's store.
-  for (const uint8_t* c = corner; i < n && c + 2 * row_bytes + kRead <= end; ++i, c += step, dst += dst_stride) {
+  // The bound as a distance: a pointer past the array's end may not even be formed.
+  for (const uint8_t* c = corner; i < n && end - c >= 2 * row_bytes + kRead; ++i, c += step, dst += dst_stride) {
     put_kernel_row<C, kSigned>(c, dst);
     put_kernel_row<C, kSigned>(c + row_bytes, dst + 6 * C);
     put_kernel_row<C, kSigned>(c + 2 * row_bytes, dst + 12 * C);

@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from .argtypes import positive_int
+
 CLASSIFIER_METHODS = ("minmax", "percentile", "mse", "entropy", "cross_entropy")
 UNET_METHODS = ("minmax", "percentile", "mse", "entropy")
 # TensorRT-style entropy scans every end bin of its histogram; 512 bins keep that to seconds per model
@@ -21,7 +23,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of data split, noise and training (default 0)")
     parser.add_argument("--calibration", type=int, default=256, help="calibration images (default 256)")
     parser.add_argument(
-        "--rounds", type=int, default=7, help="timing rounds; the runtimes take turns in each (default 7)"
+        "--rounds", type=positive_int, default=7, help="timing rounds; the runtimes take turns in each (default 7)"
     )
     parser.add_argument("--threads", type=int, default=2, help="threads of every runtime (default 2)")
     parser.add_argument("--out-dir", default=".", help="where the PNGs go (default: the current directory)")
