@@ -69,28 +69,6 @@ def test_quantize_and_dequantize_tails(isa_threads, rng, n):
         _same(qkern.dequantize(q[::2], 0.3, zp), _reference(qkern.dequantize, q[::2], 0.3, zp))
 
 
-@pytest.mark.parametrize("dtype, zp", [("uint8", 131), ("int8", -7)])
-def test_streaming_dequantize_at_every_output_alignment(isa_threads, rng, dtype, zp):
-    """The non-temporal form (aligned vector stores after a scalar head) writes every value, whatever the
-    output's address, and nothing outside it."""
-    lo, hi = RANGE[dtype]
-    for n in [0, 1, 7, 8, 9, 15, 16, 17, 100, 1003]:
-        q = rng.integers(lo, hi + 1, n).astype(dtype)
-        want = _reference(qkern.dequantize, q, 0.3, zp)
-        for offset in range(9):  # every 4-byte step of a 32-byte vector, and one past it
-            buf = np.full(n + 16, np.nan, np.float32)
-            qkern._core._dequantize_stream_into(q, 0.3, zp, buf[offset : offset + n])
-            _same(buf[offset : offset + n], want)
-            assert np.isnan(buf[:offset]).all() and np.isnan(buf[offset + n :]).all()
-
-
-@pytest.mark.slow
-def test_dequantize_past_the_streaming_size(isa_threads, rng):
-    """4M + 3 values (a 16 MiB float32 output: tuning.h's kStreamStoreBytes) take the streaming form."""
-    q = rng.integers(0, 256, (1 << 22) + 3).astype(np.uint8)
-    _same(qkern.dequantize(q, 0.3, 131), _reference(qkern.dequantize, q, 0.3, 131))
-
-
 def test_quantize_inputs_other_than_contiguous_float32(isa_threads, rng):
     x64 = rng.standard_normal((7, 9)) * 30
     for x in (x64, x64.T, x64.astype(np.float16), x64.tolist(), np.float32(2.5) * np.ones(3, np.float32)):

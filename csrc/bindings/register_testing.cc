@@ -11,7 +11,6 @@
 #include "qkern/gemm.h"
 #include "qkern/isa.h"
 #include "qkern/kernel_list.h"
-#include "qkern/quantize.h"
 
 namespace qk::bind {
 
@@ -107,19 +106,6 @@ void gemm_float_with_kernel(const std::string& name, const py::array& a, const p
   gemm_packed_float_with(*pb, kernel, a_p, a_dt, m, lda, sp, zp, per_row, c, n);
 }
 
-// The current ISA's streaming dequantize (the form used for outputs past kStreamStoreBytes) of all of q
-// into out, a float32 vector of q.size at any 4-byte alignment.
-void dequantize_stream_into(const py::array& q, float scale, int32_t zp, py::array& out) {
-  const DType dt = dtype_of(q, "q");
-  if (dt == DType::kInt32) throw py::type_error("q must have dtype uint8 or int8");
-  require_c_contiguous(q, "q");
-  float* dst = float_out(out, q, q.size());
-  const void* src = q.data();
-  const int64_t n = q.size();
-  py::gil_scoped_release release;
-  elem_kernels(current_isa()).dequantize_stream(src, dt, n, scale, zp, dst);
-}
-
 }  // namespace
 
 void register_testing(py::module_& m) {
@@ -131,8 +117,6 @@ void register_testing(py::module_& m) {
   m.def("_gemm_float_with_kernel", &gemm_float_with_kernel, py::arg("kernel"), py::arg("a"), py::arg("a_scale"),
         py::arg("a_zero_point"), py::arg("per_row"), py::arg("b"), py::arg("b_zero_point"), py::arg("weight_scale"),
         py::arg("bias"), py::arg("out"), "Tests only: the float32 output form run by the named kernel.");
-  m.def("_dequantize_stream_into", &dequantize_stream_into, py::arg("q"), py::arg("scale"), py::arg("zero_point"),
-        py::arg("out"), "Tests only: the current ISA's streaming per-tensor dequantize of q into out.");
 }
 
 }  // namespace qk::bind

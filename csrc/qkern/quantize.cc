@@ -122,9 +122,9 @@ bool min_max_scalar(const float* x, int64_t n, float* mn, float* mx) {
   return nan;
 }
 
-constexpr ElemKernels kScalarKernels = {quantize_fma_scalar,     quantize_mul_add_scalar, quantize_mul_add_each_scalar,
-                                        dequantize_scalar,       dequantize_scalar,       dequantize_f64_scalar,
-                                        dequantize_f64_each_scalar, requantize_scalar,    min_max_scalar};
+constexpr ElemKernels kScalarKernels = {quantize_fma_scalar,        quantize_mul_add_scalar, quantize_mul_add_each_scalar,
+                                        dequantize_scalar,          dequantize_f64_scalar,   dequantize_f64_each_scalar,
+                                        requantize_scalar,          min_max_scalar};
 
 // Splits [0, n) into chunks of at least `grain` and runs fn(begin, end) on the pool (serially when small).
 template <typename F>
@@ -197,8 +197,7 @@ bool quantize_array(const float* x, int64_t outer, int64_t channels, int64_t inn
 void dequantize_per_tensor(const void* q, DType dt, int64_t n, float scale, int32_t zp, float* out) {
   const ElemKernels& k = elem_kernels(current_isa());
   const auto* qb = static_cast<const uint8_t*>(q);
-  const auto kernel = n * int64_t{sizeof(float)} >= kStreamStoreBytes ? k.dequantize_stream : k.dequantize;
-  chunked(n, kGrain, [&](int64_t b, int64_t e) { kernel(qb + b, dt, e - b, scale, zp, out + b); });
+  chunked(n, kGrain, [&](int64_t b, int64_t e) { k.dequantize(qb + b, dt, e - b, scale, zp, out + b); });
 }
 
 void dequantize_per_channel(const void* q, DType dt, int64_t outer, int64_t channels, int64_t inner,

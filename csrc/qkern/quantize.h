@@ -23,10 +23,6 @@ struct ElemKernels {
                                 float qmax, DType dt, void* out);
   // Per tensor: f32(scale) * f32(q - zp).
   void (*dequantize)(const void* q, DType dt, int64_t n, float scale, int32_t zp, float* out);
-  // The same values as dequantize, stored past the caches (non-temporal stores) where the ISA kernel has
-  // them: for outputs larger than the last-level cache (tuning.h kStreamStoreBytes), which a store would
-  // first read from memory.
-  void (*dequantize_stream)(const void* q, DType dt, int64_t n, float scale, int32_t zp, float* out);
   // Per channel: f32(f64(scale) * (q - zp)), one (scale, zp) for the n values.
   void (*dequantize_f64)(const void* q, DType dt, int64_t n, double scale, int32_t zp, float* out);
   // Per channel, one (scale[i], zp[i]) per value (channels last).

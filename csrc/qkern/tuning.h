@@ -40,13 +40,6 @@ constexpr int64_t kSmallMTasksPerThread = 8;
 // task overhead, larger ones leave a thread idle on small inputs.
 constexpr int64_t kRowSumBlockBytes = 64 * 1024;
 
-// Elementwise. Dequantize outputs of at least this many bytes are stored past the caches (non-temporal
-// stores, where the ISA's kernel has them): an ordinary store first reads its cache line from memory, so a
-// 16 MiB output that is not cached moves 32 MiB instead of 16 (4M values, 2 threads, alternating with
-// torch's dequantize: 1.3-1.8x faster). Smaller outputs are likely read again from the cache by the next
-// step (1M and 2M values in a loop of their own ran 1.4-2x slower streamed); 16 MiB is half this VM's L3.
-constexpr int64_t kStreamStoreBytes = int64_t{16} << 20;
-
 // conv3x3. Up to this many input channels B is packed as three 3*C-deep taps, one per kernel row, read in
 // place (narrow layers: nine short taps cost more in tap switches than in arithmetic); above it, nine
 // C-deep taps. Larger values grow each tile's scratch (kMaxMR x 3 x 3*C bytes on the stack).

@@ -250,9 +250,9 @@ bool min_max(const float* x, int64_t n, float* mn, float* mx) {
   return any_nan;
 }
 
-constexpr ElemKernels kAvx512Kernels = {quantize_fma,   quantize_mul_add,    quantize_mul_add_each,
-                                        dequantize,     dequantize,          dequantize_f64,
-                                        dequantize_f64_each, requantize,     min_max};
+constexpr ElemKernels kAvx512Kernels = {quantize_fma,        quantize_mul_add, quantize_mul_add_each,
+                                        dequantize,          dequantize_f64,   dequantize_f64_each,
+                                        requantize,          min_max};
 
 }  // namespace
 
