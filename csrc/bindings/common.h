@@ -58,15 +58,6 @@ inline void require_writeable_c_contiguous(const py::array& a, const char* name)
     throw py::value_error(std::string(name) + " must be C-contiguous and writeable");
 }
 
-// out as a writeable C-contiguous float32 array of `size` elements, disjoint from `in`.
-inline float* float_out(py::array& out, const py::array& in, py::ssize_t size) {
-  if (!out.dtype().is(py::dtype::of<float>())) throw py::type_error("out must have dtype float32");
-  require_writeable_c_contiguous(out, "out");
-  if (out.size() != size) throw py::value_error("out must have " + std::to_string(size) + " elements");
-  check_out_disjoint(out, in);
-  return static_cast<float*>(out.mutable_data());
-}
-
 template <typename T>
 const T* typed_ptr(const py::array& a, const char* name, py::ssize_t expected_size) {
   if (!has_dtype<T>(a)) throw py::type_error(std::string(name) + " has the wrong dtype");

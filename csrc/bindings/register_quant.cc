@@ -81,6 +81,14 @@ DType quant_out(const py::array& out, const py::array& in, py::ssize_t size) {
   return dt;
 }
 
+float* float_out(py::array& out, const py::array& in, py::ssize_t size) {
+  if (!out.dtype().is(py::dtype::of<float>())) throw py::type_error("out must have dtype float32");
+  require_writeable_c_contiguous(out, "out");
+  if (out.size() != size) throw py::value_error("out must have " + std::to_string(size) + " elements");
+  check_out_disjoint(out, in);
+  return static_cast<float*>(out.mutable_data());
+}
+
 void check_range(float qmin, float qmax, DType dt) {
   const float lo = dt == DType::kUint8 ? 0.f : -128.f, hi = dt == DType::kUint8 ? 255.f : 127.f;
   if (!(lo <= qmin && qmin <= qmax && qmax <= hi) || qmin != static_cast<float>(static_cast<int>(qmin)) ||

@@ -7,7 +7,6 @@
 #include <vector>
 
 #include "qkern/threadpool.h"
-#include "qkern/tuning.h"
 
 namespace qk {
 
@@ -122,9 +121,9 @@ bool min_max_scalar(const float* x, int64_t n, float* mn, float* mx) {
   return nan;
 }
 
-constexpr ElemKernels kScalarKernels = {quantize_fma_scalar,        quantize_mul_add_scalar, quantize_mul_add_each_scalar,
-                                        dequantize_scalar,          dequantize_f64_scalar,   dequantize_f64_each_scalar,
-                                        requantize_scalar,          min_max_scalar};
+constexpr ElemKernels kScalarKernels = {quantize_fma_scalar,     quantize_mul_add_scalar, quantize_mul_add_each_scalar,
+                                        dequantize_scalar,       dequantize_f64_scalar,   dequantize_f64_each_scalar,
+                                        requantize_scalar,       min_max_scalar};
 
 // Splits [0, n) into chunks of at least `grain` and runs fn(begin, end) on the pool (serially when small).
 template <typename F>

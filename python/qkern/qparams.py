@@ -13,10 +13,37 @@ from ._constants import FLOAT32_EPS
 
 _F32 = np.float32
 _F32_DTYPE = np.dtype(np.float32)
-# Validated per-tensor parameters of recent calls (see _per_tensor_params); bounded.
 _NativeArgs = tuple[float, float, float, float, bool]  # inv, zero point, qmin, qmax (float32 values), is int8
-_PARAMS_CACHE: dict[tuple[Any, ...], tuple[_NativeArgs, float]] = {}
-_PARAMS_CACHE_SIZE = 256
+
+
+class _ArgCache:
+    """Validated parameters of recent calls, keyed by the arguments' values and types; bounded (cleared when
+    full). A key holding an unhashable argument (an array) is never stored: that call validates every time."""
+
+    __slots__ = ("_entries",)
+    _SIZE = 256
+
+    def __init__(self) -> None:
+        self._entries: dict[tuple[Any, ...], Any] = {}
+
+    def get(self, key: tuple[Any, ...]) -> Any:
+        try:
+            return self._entries.get(key)
+        except TypeError:
+            return None
+
+    def put(self, key: tuple[Any, ...], value: Any) -> None:
+        try:
+            hash(key)
+        except TypeError:
+            return
+        if len(self._entries) >= self._SIZE:
+            self._entries.clear()
+        self._entries[key] = value
+
+
+_PARAMS_CACHE = _ArgCache()  # _per_tensor_params
+_DEQUANT_CACHE = _ArgCache()  # _dequant_params
 
 
 def _frozen_array(a: np.ndarray) -> np.ndarray:
@@ -242,11 +269,8 @@ def _fma_to_f32(p: np.ndarray, c: Any) -> np.ndarray:
 def _per_tensor_params(scale: Any, zero_point: Any, dtype: Any, qmin: Any, qmax: Any) -> tuple[_NativeArgs, float]:
     """(the native quantize's arguments after x, float32 scale) of a per-tensor (de)quantize, validated;
     cached by the arguments' values and types."""
-    try:
-        key = (type(scale), scale, type(zero_point), zero_point, dtype, type(qmin), qmin, type(qmax), qmax)
-        hit = _PARAMS_CACHE.get(key)
-    except TypeError:  # an unhashable argument (an array): validate every time
-        key, hit = None, None
+    key = (type(scale), scale, type(zero_point), zero_point, dtype, type(qmin), qmin, type(qmax), qmax)
+    hit = _PARAMS_CACHE.get(key)
     if hit is not None:
         return hit
     dtype = V.dtype_name(dtype)
@@ -256,32 +280,20 @@ def _per_tensor_params(scale: Any, zero_point: Any, dtype: Any, qmin: Any, qmax:
         raise ValueError("scale is an array: pass axis=... for per-channel quantization")
     zp = V.zero_point(zero_point, dtype, "zero_point")
     params = ((float(_F32(1.0) / s), float(zp), float(qmin), float(qmax), dtype == "int8"), float(s))
-    if key is not None:
-        if len(_PARAMS_CACHE) >= _PARAMS_CACHE_SIZE:
-            _PARAMS_CACHE.clear()
-        _PARAMS_CACHE[key] = params
+    _PARAMS_CACHE.put(key, params)
     return params
-
-
-_DEQUANT_CACHE: dict[tuple[Any, ...], tuple[float, int]] = {}
 
 
 def _dequant_params(scale: Any, zero_point: Any, kind: str) -> tuple[float, int]:
     """(float32 scale, zero point) of a per-tensor dequantize of dtype char `kind`, validated as
-    _per_tensor_params does; cached by the arguments' values and types (a 256-element call is mostly this)."""
-    try:
-        key = (type(scale), scale, type(zero_point), zero_point, kind)
-        hit = _DEQUANT_CACHE.get(key)
-    except TypeError:  # an unhashable argument (an array): validate every time
-        key, hit = None, None
+    _per_tensor_params does; its own shorter key (a 256-element call is mostly this)."""
+    key = (type(scale), scale, type(zero_point), zero_point, kind)
+    hit = _DEQUANT_CACHE.get(key)
     if hit is not None:
         return hit
     args, s = _per_tensor_params(scale, zero_point, "uint8" if kind == "B" else "int8", None, None)
     params = (s, int(args[1]))
-    if key is not None:
-        if len(_DEQUANT_CACHE) >= _PARAMS_CACHE_SIZE:
-            _DEQUANT_CACHE.clear()
-        _DEQUANT_CACHE[key] = params
+    _DEQUANT_CACHE.put(key, params)
     return params
 
 
