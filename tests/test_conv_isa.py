@@ -102,10 +102,10 @@ def test_conv3x3_first_layer_channel_counts(rng, isa_threads, c):
 
 @pytest.mark.parametrize("c", [1, 2, 3, 4, 5, 6])
 def test_conv3x3_first_layer_windows_at_the_end_of_the_input(rng, isa_threads, c):
-    """The patch rows of the last windows: on AVX2 they are written with 8-24-byte loads per kernel row,
-    which would pass the input's last byte there; those pixels are written byte by byte instead (the
-    sanitizer run of this file sees any read past the array). Images wider than the bordered copy's limit
-    are read in place, so the input's end is the caller's."""
+    """The last windows of an exactly sized input: the byte patch (AVX-512) copies them in place, the AVX2
+    first-layer routine widens the rows into its band and reads one element past a window's kernel row
+    when 3*C is odd (the band's slack; the sanitizer run of this file sees any read past either array).
+    Images wider than the bordered copy's limit are read in place, so the input's end is the caller's."""
     for tx in QTYPES:
         for stride, padding in ((1, 0), (1, 1), (2, 0), (2, 1)):
             for h, w in ((3, 40), (4, 35)):

@@ -51,6 +51,29 @@ def test_gemm_symmetric_weights_skip_row_sums(rng, isa_threads):
             _check(a, b, 17, zb, None, rq)
 
 
+@pytest.mark.parametrize("n", [1, 2, 3, 4])
+def test_gemm_narrow_outputs_as_block_diagonal_rows(rng, isa_threads, n):
+    """Outputs of 1-4 columns without a weight zero point run R = 8 // n rows at a time against a
+    block-diagonal B (docs/kernels.md): K on both sides of the R*K <= 256 limit, M with and without a
+    remainder of rows, u8 weights at zero point 128 (no zero point once flipped), and a weight zero point
+    (the ordinary tiles), in every mode; strided A rows keep the ordinary tiles too."""
+    r = 8 // n
+    for k in (1, 7, 256 // r, 256 // r + 1):
+        for m in (r - 1, r, 3 * r + 1, 257):
+            ta = QTYPES[int(rng.integers(2))]
+            a = rand_q(rng, ta, (m, k))
+            za = rand_zp(rng, ta)
+            for tb, zb in ((np.int8, 0), (np.uint8, 128), (np.int8, rand_zp(rng, np.int8, n))):
+                b = rand_q(rng, tb, (k, n))
+                bias = rng.integers(-(2**20), 2**20, n).astype(np.int32)
+                for name, rq in _requants(rng, n).items():
+                    _check(a, b, za, zb, bias, rq, f"{isa_threads} m={m} k={k} {tb.__name__} {name}")
+            wide = rand_q(rng, ta, (m, k + 5))[:, :k]  # rows k + 5 bytes apart
+            b = rand_q(rng, np.int8, (k, n))
+            want = qkern.reference.gemm(wide, b, za, 0, None, None)
+            np.testing.assert_array_equal(qkern.PackedGemm(b, 0, None, None)(wide, a_zero_point=za), want)
+
+
 @pytest.mark.slow
 def test_gemm_deep_k_and_int32_wrap(rng, isa_threads):
     a, b = rand_q(rng, np.int8, (13, 8192)), rand_q(rng, np.uint8, (8192, 70))

@@ -243,12 +243,11 @@ def test_drivers_never_ask_which_isa(path):
         assert not re.search(pattern, code), f"{path} asks which ISA: {re.search(pattern, code).group(0)}"
 
 
-def test_int16_kernels_write_first_layer_patches_with_vectors():
-    """Every kernel that multiplies A as int16 names a vector writer of the patch rows (the conv driver falls
-    back to pair-by-pair writing without one: correct, but 1.1-1.2x slower first layers); the others, whose
-    patch is bytes, name none."""
+def test_int16_kernels_compute_first_layers():
+    """Every kernel that multiplies A as int16 names its first-layer conv (the conv driver requires one there:
+    it has no int16 patch path), and the others, which read a byte patch, name none."""
     for k in qkern.kernels():
-        assert k["patch_rows"] == k["a_int16"], k["name"]
+        assert k["first_layer"] == k["a_int16"], k["name"]
 
 
 def test_every_kernel_has_generated_edge_tests():

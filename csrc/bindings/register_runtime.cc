@@ -97,7 +97,7 @@ void register_runtime(py::module_& m) {
                           py::arg("nr") = k.nr, py::arg("kr") = k.kr, py::arg("max_n") = k.max_n,
                           py::arg("elem_bytes") = k.elem_bytes, py::arg("flip_u8_b") = k.flip_u8_b,
                           py::arg("flip_s8_a") = k.flip_s8_a, py::arg("a_int16") = k.a_int16, py::arg("a_bits") = k.a_bits,
-                          py::arg("wide_stage") = k.wide_stage, py::arg("patch_rows") = k.patch_rows != nullptr,
+                          py::arg("wide_stage") = k.wide_stage, py::arg("first_layer") = k.first_layer != nullptr,
                           py::arg("outputs") = outputs));
     }
     return out;

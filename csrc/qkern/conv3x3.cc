@@ -204,27 +204,17 @@ struct KernelRowTaps : OutRows {
 
 // One tap of 9*C bytes per pixel (C <= kPatchCinMax), assembled in the tile's scratch: the three kernel
 // rows of a window inside the image are three copies of 3*C bytes (constant sizes: C is a template
-// argument), a window crossing the border is assembled pixel by pixel with x_zero_point bytes.
-// kWide (kernels whose packed elements are int16 and read A unflipped): the patch is written as those
-// int16 elements and handed to the kernel in place (TileArgs::a_wide). A byte patch would be copied again
-// by the kernel's own widening, whose wide loads cannot be forwarded from the patch's narrow stores. Runs
-// of windows inside the image go to the kernel's patch_rows (AVX2: per kernel row one load, one widening
-// and one 16- or 32-byte store; 0.83-0.91 of the time of a 1-3 channel first layer against pair-by-pair
-// writing); pixels whose loads would pass the input's end, and border windows, are written pair by pair,
-// zero-filled to an even count, each pair with one 4-byte store (6-byte runs stored from a widened copy
-// were 1.07-1.25x slower: a 4-byte load spanning two such stores is not forwarded).
-template <int C, bool kWide, bool kSigned = false>
+// argument), a window crossing the border is assembled pixel by pixel with x_zero_point bytes. Kernels that
+// multiply A as int16 compute first layers themselves instead (KernelInfo::first_layer).
+template <int C>
 struct PatchRows : OutRows {
-  static constexpr int kK = 9 * C, kPairs = (kK + 1) / 2;
-  static constexpr int kRowBytes = kWide ? 128 : 64;
+  static constexpr int kK = 9 * C;
   struct Scratch {
-    static_assert(9 * kPatchCinMax <= 64, "a byte patch row is one cache line, an int16 one two");
-    alignas(64) uint8_t rows[kMaxMR][kRowBytes];
+    static_assert(9 * kPatchCinMax <= 64, "a patch row is one cache line");
+    alignas(64) uint8_t rows[kMaxMR][64];
     ConvTaps::Pos cursor;
   };
   ConvTaps taps;
-  PatchRowsFn vector_rows = nullptr;  // kWide: the kernel's writer of whole runs (KernelInfo::patch_rows), or none
-  const uint8_t* x_end = nullptr;     // the input's end: vector_rows never reads it or past it
 
   // The window's 9*C bytes of one pixel: element k of kernel row k / (3C) at k % (3C).
   void window_bytes(const ConvTaps::Pos& p, uint8_t* dst) const {
@@ -248,64 +238,39 @@ struct PatchRows : OutRows {
     }
   }
 
-  // A byte as the kernel's int16 (sign-extended when A is int8), in the low 16 bits.
-  static uint32_t element(uint8_t byte) {
-    return kSigned ? static_cast<uint16_t>(static_cast<int16_t>(static_cast<int8_t>(byte))) : byte;
-  }
-  // Row `dst` as int16 pairs of a window's kK bytes: kernel row dy starts at first + dy * row_step.
-  static void put_pairs(const uint8_t* first, int64_t row_step, uint8_t* dst) {
-    const auto at = [&](int k) { return first[(k / (3 * C)) * row_step + k % (3 * C)]; };
-    for (int j = 0; j < kPairs; ++j) {
-      const uint32_t lo = element(at(2 * j));
-      const uint32_t hi = 2 * j + 1 < kK ? element(at(2 * j + 1)) : 0u;
-      const uint32_t pair = lo | hi << 16;
-      std::memcpy(dst + 4 * j, &pair, 4);
-    }
-  }
-  // One pixel's row, any window.
-  void put_pixel(const ConvTaps::Pos& p, uint8_t* dst) const {
-    if (!kWide) return window_bytes(p, dst);
-    if (taps.inside(p)) return put_pairs(taps.corner(p), taps.row_bytes, dst);
-    uint8_t bytes[kK];
-    window_bytes(p, bytes);
-    put_pairs(bytes, 3 * C, dst);
-  }
-
   uint32_t fill_a(TileArgs& t, int64_t tile, int64_t r0, int rows, Scratch& s) const {
     ConvTaps::Pos p = taps.seek(s.cursor, r0);
-    for (int r = 0; r < rows; ++r) t.a[0][r] = s.rows[r];
-    for (int r = 0; r < rows;) {
-      // The tile's pixels in p's output row; when all their windows are inside, pointers in steps.
-      const int n = static_cast<int>(std::min<int64_t>(rows - r, taps.ow - p.ox));
-      if (kWide && taps.run_inside(p, n)) {
-        const uint8_t* corner = taps.corner(p);
-        const int64_t step = taps.in->stride * C;
-        int i = vector_rows ? vector_rows(C, kSigned, corner, step, taps.row_bytes, n, x_end, s.rows[r], kRowBytes) : 0;
-        for (corner += i * step; i < n; ++i, corner += step) put_pairs(corner, taps.row_bytes, s.rows[r + i]);
-        taps.skip(p, n);
-        r += n;
-        continue;
-      }
-      put_pixel(p, s.rows[r]);
-      taps.next(p);
-      ++r;
+    for (int r = 0; r < rows; ++r, taps.next(p)) {
+      t.a[0][r] = s.rows[r];
+      window_bytes(p, s.rows[r]);
     }
     s.cursor = p;
-    if constexpr (kWide) t.a_wide = true;
     t.a_version |= static_cast<uint64_t>(tile + 1) & 0xFFFFFFFFu;  // new bytes, same address
     return 0;  // one tap: nothing to skip
   }
 };
 
+// A first layer on a kernel that computes it (KernelInfo::first_layer): blocks of output rows on the pool.
+void run_first_layer(const PackedB& pb, const ConvInput& in, const uint8_t* x, DType x_type, int32_t x_zero_point,
+                     void* out, const uint32_t* sums) {
+  QK_REQUIRE(!pb.kernel->flip_s8_a && pb.stage.mode != RequantMode::kFloat,
+             "conv3x3_packed: a first-layer kernel reads A unflipped and stores integers");
+  const auto bias = pb.effective_bias(x_zero_point);
+  FirstLayerArgs a{&pb, x, x_type == DType::kInt8, x_zero_point, in.height, in.width, in.channels,
+                   in.out_height(), in.out_width(), in.stride, in.padding, bias->values.data(), sums,
+                   static_cast<char*>(out)};
+  const FirstLayerFn kernel = pb.kernel->first_layer;
+  const int64_t rows = in.batch * a.out_height, m = rows * a.out_width;
+  const int64_t tasks = std::min(rows, get_num_threads() * kFirstLayerTasksPerThread);
+  if (tasks < 2 || m * (pb.n * pb.k + kRowCostMacs) < kParallelMacs) return kernel(a, 0, rows);
+  parallel_for(tasks, [&](int64_t b) { kernel(a, b * rows / tasks, (b + 1) * rows / tasks); });
+}
+
 template <int C>
 void run_patch_tiles(const PackedB& pb, DType x_type, int64_t m, int32_t x_zero_point, const OutRows& outs,
                      const ConvTaps& taps, const uint32_t* sums) {
-  if (!pb.kernel->a_int16) return run_tiles(pb, x_type, m, x_zero_point, PatchRows<C, false>{outs, taps}, sums);
-  const PatchRowsFn vector_rows = pb.kernel->patch_rows;
-  const uint8_t* x_end = taps.x + taps.in->batch * taps.image_bytes;
-  if (x_type == DType::kInt8)
-    return run_tiles(pb, x_type, m, x_zero_point, PatchRows<C, true, true>{outs, taps, vector_rows, x_end}, sums);
-  run_tiles(pb, x_type, m, x_zero_point, PatchRows<C, true, false>{outs, taps, vector_rows, x_end}, sums);
+  QK_REQUIRE(!pb.kernel->a_int16, "conv3x3_packed: a kernel that multiplies A as int16 must compute first layers");
+  run_tiles(pb, x_type, m, x_zero_point, PatchRows<C>{outs, taps}, sums);
 }
 
 // Eq. (7)'s row sums of every output pixel, for a weight zero point (run_tiles' tap_sums): each input
@@ -435,6 +400,16 @@ std::unique_ptr<PackedB> pack_conv3x3(Isa isa, const void* w, DType w_type, int6
 void conv3x3_packed(const PackedB& pb, const ConvInput& in, const void* x, DType x_type, int32_t x_zero_point,
                     void* out) {
   QK_REQUIRE(pb.k == 9 * in.channels, "conv3x3_packed: channel count differs from the weights");
+  const uint8_t* xb = static_cast<const uint8_t*>(x);
+  // A first layer on a kernel that computes it: the kernel makes the padding real in its own widened bands.
+  if (pb.taps == 1 && pb.kernel->first_layer && in.channels > 0) {
+    std::vector<uint32_t> sums;
+    if (pb.has_zb) {
+      const std::vector<uint8_t> za_row(static_cast<size_t>(3 * in.channels), static_cast<uint8_t>(x_zero_point));
+      sums = window_sums(*pb.kernel, in, xb, x_type == DType::kInt8, za_row.data());
+    }
+    return run_first_layer(pb, in, xb, x_type, x_zero_point, out, pb.has_zb ? sums.data() : nullptr);
+  }
   // On the int16 kernels, narrow images and few-channel stride-1 convs: the taps walk a widened copy of the
   // input with a real border (widened_input), whose pixels are 2*C bytes, and the kernel reads its rows in place.
   const int64_t wide_bytes =
@@ -442,7 +417,7 @@ void conv3x3_packed(const PackedB& pb, const ConvInput& in, const void* x, DType
   const bool wide = pb.kernel->a_int16 && pb.taps != 1 && in.channels > 0 && wide_bytes <= kWideInputMaxBytes &&
                     (in.width <= kBorderCopyMaxWidth || (in.stride == 1 && in.channels <= kWideInputMaxCin));
   if (in.padding == 1 && in.width <= kBorderCopyMaxWidth && in.channels > 0 && !wide) {
-    const std::vector<uint8_t> padded = with_border(in, static_cast<const uint8_t*>(x), static_cast<uint8_t>(x_zero_point));
+    const std::vector<uint8_t> padded = with_border(in, xb, static_cast<uint8_t>(x_zero_point));
     const ConvInput inner{in.batch, in.height + 2, in.width + 2, in.channels, in.stride, 0};
     return conv3x3_packed(pb, inner, padded.data(), x_type, x_zero_point, out);
   }
@@ -450,7 +425,6 @@ void conv3x3_packed(const PackedB& pb, const ConvInput& in, const void* x, DType
   const int64_t esize = out_elem_size(pb.stage.out_dtype);
   // One kernel row (3*C bytes) of x_zero_point: the padding tap of the kernel-row and nine-tap paths.
   std::vector<uint8_t> za_row(static_cast<size_t>(3 * in.channels), static_cast<uint8_t>(x_zero_point));
-  const uint8_t* xb = static_cast<const uint8_t*>(x);
   const ConvTaps taps(&in, xb, za_row.data());
   const OutRows outs{static_cast<char*>(out), pb.n * esize, esize};
   const int64_t m = in.batch * oh * ow;
@@ -461,9 +435,7 @@ void conv3x3_packed(const PackedB& pb, const ConvInput& in, const void* x, DType
   // 9*C <= 54 patch bytes per tile row. One core, against the tiles' own sums: 224x224x3->64 s2 0.90x;
   // patch path s1 C = 4, 6 1.07x; C = 8 1.26-1.39x, 16 1.19-1.25x, 32 1.15x, 64 s2 1.06x.
   std::vector<uint32_t> tap_sums;
-  // The int16 patch (PatchRows<C, true>) has no bytes for the tiles to sum: always from the pixel sums there.
-  const bool wide_patch = pb.taps == 1 && pb.kernel->a_int16;  // the patch as the kernel's int16 pairs (PatchRows<C, true>)
-  if (pb.has_zb && (pb.taps != 1 || in.stride == 1 || wide_patch)) tap_sums = window_sums(*pb.kernel, in, xb, x_type == DType::kInt8, za_row.data());
+  if (pb.has_zb && (pb.taps != 1 || in.stride == 1)) tap_sums = window_sums(*pb.kernel, in, xb, x_type == DType::kInt8, za_row.data());
   const uint32_t* sums = tap_sums.empty() ? nullptr : tap_sums.data();
   if (pb.taps == 1) {
     switch (in.channels) {

@@ -190,6 +190,12 @@ std::unique_ptr<PackedB> pack_b_layout(Isa isa, const KernelInfo* info, const BS
     build_wide_stage(stage.mode, pb->multiplier.data(), pb->shift.data(), cols / 16, pb->wide.data());
     pb->stage.wide = pb->wide.data();
   }
+  if (info && taps == 1 && n <= kRowBlockMaxN) {  // for row_blocks()
+    pb->narrow_b.resize(static_cast<size_t>(pb->k * n));
+    for (int64_t kk = 0; kk < pb->k; ++kk)
+      for (int64_t j = 0; j < n; ++j)
+        pb->narrow_b[kk * n + j] = static_cast<int8_t>(load_q(b.data, b.type, kk * b.ld_k + j * b.ld_n) - (flip_b ? 128 : 0));
+  }
   if (!info) {  // scalar: keep B unpacked
     pb->data.allocate(static_cast<size_t>(std::max<int64_t>(pb->k * n, 1)));
     for (int64_t kk = 0; kk < pb->k; ++kk)
@@ -199,6 +205,36 @@ std::unique_ptr<PackedB> pack_b_layout(Isa isa, const KernelInfo* info, const BS
   pb->data.allocate(static_cast<size_t>(pb->panels * pb->kp * pb->nr * info->elem_bytes));
   info->pack(*pb, b);
   return pb;
+}
+
+const PackedB* PackedB::row_blocks() const {
+  std::call_once(row_blocks_once_, [this] {
+    const int64_t r = kRowBlockCols / std::max<int64_t>(n, 1);
+    if (narrow_b.empty() || has_zb || n < 1 || r < 2 || r * k > kRowBlockMaxK) return;
+    // B' = diag(B, ..., B) with column r*n + j a copy of column j: its bias, stage parameters and column sum;
+    // zeros elsewhere (packed values, zero point 0, as narrow_b holds them).
+    const int64_t kb = r * k, nb = r * n;
+    std::vector<int8_t> b(static_cast<size_t>(kb * nb), 0);
+    std::vector<int32_t> zp(static_cast<size_t>(nb), 0), bias_b(static_cast<size_t>(nb)), mult(static_cast<size_t>(nb)),
+        sh(static_cast<size_t>(nb));
+    std::vector<float> fmult(static_cast<size_t>(nb));
+    for (int64_t i = 0; i < r; ++i) {
+      for (int64_t kk = 0; kk < k; ++kk)
+        for (int64_t j = 0; j < n; ++j) b[(i * k + kk) * nb + i * n + j] = narrow_b[kk * n + j];
+      for (int64_t j = 0; j < n; ++j) {
+        bias_b[i * n + j] = bias[j];
+        mult[i * n + j] = multiplier[j];
+        sh[i * n + j] = shift[j];
+        fmult[i * n + j] = fmultiplier[j];
+      }
+    }
+    OutputStage st = stage;
+    st.multiplier = mult.data();
+    st.shift = sh.data();
+    st.fmultiplier = fmult.data();
+    row_blocks_ = pack_b(isa, BSource{b.data(), DType::kInt8, nb, 1}, 1, kb, nb, zp.data(), bias_b.data(), st);
+  });
+  return row_blocks_.get();
 }
 
 std::shared_ptr<const PackedB::EffectiveBias> PackedB::effective_bias(int32_t za) const {
@@ -260,8 +296,20 @@ void gemm_packed(const PackedB& pb, const void* a, DType a_type, int64_t m, int6
   if (!pb.kernel)
     return run_scalar(pb, a, a_type, m, lda, a_zero_point, static_cast<char*>(c), ldc, esize, nullptr, nullptr);
   QK_REQUIRE(pb.taps == 1, "gemm_packed: weights packed for a convolution");
-  run_tiles(pb, a_type, m, a_zero_point,
-            GemmRows{static_cast<const uint8_t*>(a), lda, static_cast<char*>(c), ldc * esize, esize});
+  const auto* ab = static_cast<const uint8_t*>(a);
+  auto* cb = static_cast<char*>(c);
+  int64_t done = 0;
+  // Contiguous rows of a narrow output: R rows at a time against the block-diagonal weights (kRowBlockMaxN).
+  const PackedB* blocks = pb.n <= kRowBlockMaxN && lda == pb.k && ldc == pb.n && pb.stage.mode != RequantMode::kFloat
+                              ? pb.row_blocks()
+                              : nullptr;
+  if (blocks && m >= blocks->n / pb.n) {
+    const int64_t r = blocks->n / pb.n;
+    done = m / r * r;
+    run_tiles(*blocks, a_type, m / r, a_zero_point, GemmRows{ab, r * lda, cb, r * ldc * esize, esize});
+    if (done == m) return;
+  }
+  run_tiles(pb, a_type, m - done, a_zero_point, GemmRows{ab + done * lda, lda, cb + done * ldc * esize, ldc * esize, esize});
 }
 
 void gemm_packed_with(const PackedB& pb, const KernelInfo& kernel, const void* a, DType a_type, int64_t m,

@@ -61,9 +61,29 @@ struct PackedB {
   };
   std::shared_ptr<const EffectiveBias> effective_bias(int32_t za) const;
 
+  // Plain GEMM weights of at most kRowBlockMaxN columns: B as packed (int8, u8 flipped), K x N row-major, for
+  // row_blocks(); empty otherwise.
+  std::vector<int8_t> narrow_b;
+  // The same weights as R = kRowBlockCols / n copies on the diagonal of a (R*K) x (R*n) B, for an A of
+  // contiguous rows viewed R rows at a time (gemm.cc); null where that form does not apply (a weight zero
+  // point, K too deep, the scalar ISA). Made on the first call that asks.
+  const PackedB* row_blocks() const;
+
+  // A first-layer kernel's own layout of these weights (KernelInfo::first_layer), made by make(*this) on the
+  // first call that needs it and kept: a conv's packed weights are constant.
+  template <class Make>
+  const std::vector<int16_t>& first_layer_weights(const Make& make) const {
+    std::call_once(first_layer_once_, [&] { first_layer_weights_ = make(*this); });
+    return first_layer_weights_;
+  }
+
  private:
   mutable std::mutex bias_mutex_;  // calls from several threads share the packed weights
   mutable std::shared_ptr<const EffectiveBias> last_bias_;
+  mutable std::once_flag row_blocks_once_;
+  mutable std::unique_ptr<PackedB> row_blocks_;
+  mutable std::once_flag first_layer_once_;
+  mutable std::vector<int16_t> first_layer_weights_;
 };
 
 // The logical B[K, N] to pack: element (k, n) at data[k * ld_k + n * ld_n].

@@ -10,8 +10,8 @@ namespace qk {
 const std::vector<KernelInfo>& kernel_list() {
   // A vector, not an array: a scalar-only build has no rows.
   static const std::vector<KernelInfo> kList = {
-#define QK_KERNEL(isa, tile, pack, sums, patch, mr, nr, kr, elem, flip_b, flip_a, a_int16, a_bits, wide, outputs, max_n) \
-  {#tile, isa, tile, pack, sums, patch, mr, nr, kr, elem, flip_b, flip_a, a_int16, a_bits, wide, outputs, max_n},
+#define QK_KERNEL(isa, tile, pack, sums, first, mr, nr, kr, elem, flip_b, flip_a, a_int16, a_bits, wide, outputs, max_n) \
+  {#tile, isa, tile, pack, sums, first, mr, nr, kr, elem, flip_b, flip_a, a_int16, a_bits, wide, outputs, max_n},
 #include "qkern/kernels.inc"
 #undef QK_KERNEL
   };

@@ -21,14 +21,21 @@ constexpr unsigned kAllOutputForms = kOutputInt32 | kOutput8Bit | kOutputFloat |
 
 using PackFn = void (*)(PackedB&, const BSource&);
 using ByteSumFn = void (*)(const uint8_t* p, int64_t rows, int64_t stride, int64_t n, uint8_t flip, uint32_t* out);
-// Writes the windows of n consecutive output pixels of a 3x3 conv with C <= kPatchCinMax channels as the
-// kernel's int16 patch rows (conv3x3's one-tap path): pixel i's window has its top-left input byte at
-// corner + i * step and its kernel rows row_bytes apart; row i (dst + i * dst_stride bytes, dst_stride >= 128)
-// gets its 9*C bytes as int16 (sign-extended when is_signed), kernel row dy from element 3*C*dy; a few
-// elements past 9*C get the next input bytes (they meet B's zero rows). Stops before the first pixel whose
-// loads would reach `end` (the input's end) and returns how many pixels it wrote; the caller writes the rest.
-using PatchRowsFn = int (*)(int channels, bool is_signed, const uint8_t* corner, int64_t step, int64_t row_bytes,
-                            int n, const uint8_t* end, uint8_t* dst, int64_t dst_stride);
+// A first layer: a 3x3 conv whose C <= kPatchCinMax input channels make one tap (pack_conv3x3), computed by
+// the kernel straight from the input (conv3x3's first-layer path, docs/speed-design.md S8). Output rows
+// [row_begin, row_end) of the batch (row = image * out_height + oy), every column, through pb's stage.
+struct FirstLayerArgs {
+  const PackedB* pb;
+  const uint8_t* x;  // NHWC input of `channels` channels, int8 when x_signed
+  bool x_signed;
+  int32_t x_zero_point;  // also the value of the padding
+  int64_t height, width, channels, out_height, out_width;
+  int stride, padding;
+  const int32_t* bias_eff;      // pb.effective_bias(x_zero_point): the starting accumulators, every column
+  const uint32_t* window_sums;  // pb.has_zb: each output pixel's window sum (run_tiles' tap_sums), else null
+  char* out;                    // [pixels, pb.n] of pb.stage.out_dtype
+};
+using FirstLayerFn = void (*)(const FirstLayerArgs& a, int64_t row_begin, int64_t row_end);
 
 struct KernelInfo {
   const char* name;     // the tile function's name: `_core.kernels()`, test ids, benchmark labels
@@ -36,7 +43,7 @@ struct KernelInfo {
   TileKernel tile;
   PackFn pack;          // packs B into the panels the tile reads (shared by the ISA's kernels)
   ByteSumFn byte_sums;  // eq. (7)'s row sums of A bytes (u8 after xor with the flip)
-  PatchRowsFn patch_rows;  // a_int16 kernels: the first layer's int16 patch rows; null: written byte by byte
+  FirstLayerFn first_layer;  // a_int16 kernels: computes first layers (required); others: null (a byte patch)
   int mr, nr, kr;       // tile rows, panel columns it computes, k-group of the packed layout
   int elem_bytes;       // bytes per packed B element
   bool flip_u8_b;       // u8 B stored as s8: its zero point moves by -128
@@ -76,7 +83,6 @@ void pack_b_avx2_c4(PackedB& pb, const BSource& b);
 void tile_gemm_6x16c4u7__avx2(const TileArgs& t, int mr);
 void tile_gemm_12x8c4u7__avx2(const TileArgs& t, int mr);
 void byte_sums__avx2(const uint8_t* p, int64_t rows, int64_t stride, int64_t n, uint8_t flip, uint32_t* out);
-int patch_rows__avx2(int channels, bool is_signed, const uint8_t* corner, int64_t step, int64_t row_bytes, int n,
-                     const uint8_t* end, uint8_t* dst, int64_t dst_stride);
+void first_layer__avx2(const FirstLayerArgs& a, int64_t row_begin, int64_t row_end);
 
 }  // namespace qk

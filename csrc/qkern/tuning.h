@@ -15,6 +15,15 @@ constexpr int64_t kParallelMacs = int64_t{1} << 19;
 // has 0.26M multiply-adds but takes hundreds of microseconds in row costs, which two threads halve.
 constexpr int64_t kRowCostMacs = 256;
 
+// Narrow GEMMs. Outputs of at most kRowBlockMaxN columns without a weight zero point run as a GEMM of
+// R = kRowBlockCols / n times fewer, R times longer rows against R copies of B on a block diagonal (the same
+// integers: the other blocks' weights are zeros), while R*K stays within kRowBlockMaxK. A 1-4 column tile
+// spends most of its time on per-tile costs, not multiply-adds; 2 threads, M = 32768, N = 1: K = 8 3.4x,
+// 16 2.2x, 32 1.5x faster, 64 even.
+constexpr int64_t kRowBlockMaxN = 4;
+constexpr int64_t kRowBlockCols = 8;
+constexpr int64_t kRowBlockMaxK = 256;
+
 // Threads. How long a worker spins for the next call before sleeping on the futex: longer burns a core
 // between calls, shorter pays a wake-up (0.1-1 ms on a 2-vCPU VM, where the idle vCPU halts) on
 // back-to-back calls such as a model's layers. Time, not an iteration count: `pause` costs differ by CPU.
@@ -48,6 +57,14 @@ constexpr int64_t kSmallCinMax = 64;
 // patch and multiplies one tap: three taps of 3*C <= 18 bytes cost more in tap switches and K tails than
 // the copy; from C = 8 on, the copy costs more than it saves (docs/speed-design.md S8).
 constexpr int64_t kPatchCinMax = 6;
+
+// conv3x3 first layers (KernelInfo::first_layer). Each call widens the input rows of its output rows in
+// bands of about this many bytes (each band re-widens the 3 - stride rows it shares with the previous one):
+// small enough to stay in L2 next to the output, large enough that the shared rows are a few percent.
+constexpr int64_t kFirstLayerBandBytes = 64 * 1024;
+// conv3x3 first layers. Blocks of output rows per thread: more balance better between threads (a thread
+// steals whole blocks), fewer pay less for the weights' per-call layout and the bands' shared rows.
+constexpr int64_t kFirstLayerTasksPerThread = 4;
 
 // conv3x3. Up to this input width a padding-1 conv first copies its input into a buffer with a real border
 // of x_zero_point bytes and runs as padding 0: a narrow image has a large share of border windows, each

@@ -52,8 +52,8 @@ def set_num_threads(n: int) -> None:
 
 def kernels() -> list[dict[str, Any]]:
     """The microkernel list (csrc/qkern/kernels.inc), one dict per kernel: isa, name, mr, nr, kr, max_n,
-    elem_bytes, flip_u8_b, flip_s8_a, a_int16, a_bits, wide_stage, patch_rows (whether it has a vector writer of
-    a first layer's int16 patch rows) and outputs (the output forms it stores)."""
+    elem_bytes, flip_u8_b, flip_s8_a, a_int16, a_bits, wide_stage, first_layer (whether it computes first-layer
+    3x3 convs, C <= 6, straight from the input) and outputs (the output forms it stores)."""
     return list(_backend.core.kernels()) if _backend.core is not None else []
 
 

@@ -58,9 +58,20 @@ inline __m256i row_sums(const __m256i (&acc)[8]) {
   return _mm256_add_epi32(_mm256_permute2x128_si256(q0, q1, 0x20), _mm256_permute2x128_si256(q0, q1, 0x31));
 }
 
-// Rows [g, g + n) of column j (32-bit lanes, lane i = row g + i) written element by element: row r's
-// column j goes to c (j before the split) or c2.
+// Rows [g, g + n) of column j (32-bit lanes, lane i = row g + i): row r's column j goes to c (j before the
+// split) or c2. 8-bit results of 8 rows one byte apart (a 1-column output) leave as one 8-byte store.
 inline void put_column(const TileArgs& t, int g, int n, int j, int split, __m256i v, int64_t esize) {
+  if (esize == 1 && n == 8 && j < split) {
+    bool adjacent = true;
+    for (int i = 1; i < 8; ++i) adjacent = adjacent && static_cast<char*>(t.c[g + i]) == static_cast<char*>(t.c[g]) + i;
+    if (adjacent) {  // each lane's low byte, as below: bytes 0-3 of each 128-bit half, then the halves joined
+      const __m256i low = _mm256_shuffle_epi8(v, _mm256_setr_epi8(0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1, -1, -1,
+                                                                  -1, -1, 0, 4, 8, 12, -1, -1, -1, -1, -1, -1, -1, -1,
+                                                                  -1, -1, -1, -1));
+      const __m256i joined = _mm256_permutevar8x32_epi32(low, _mm256_setr_epi32(0, 4, 1, 1, 1, 1, 1, 1));
+      return _mm_storel_epi64(reinterpret_cast<__m128i*>(static_cast<char*>(t.c[g]) + j), _mm256_castsi256_si128(joined));
+    }
+  }
   alignas(32) int32_t lanes[8];
   _mm256_store_si256(reinterpret_cast<__m256i*>(lanes), v);
   for (int i = 0; i < n; ++i) {
@@ -76,9 +87,14 @@ struct GroupRows {
   __m256i rowsum, a_zp;
   __m256 a_scale;
   GroupRows(const TileArgs& t, int g, int n) {
+    const bool float_out = t.stage->mode == RequantMode::kFloat;  // a_scale and a_zp are set only then
+    if (!t.zb && !float_out) {  // most tiles: nothing row-indexed (vector loads of scalar stores would stall)
+      rowsum = a_zp = _mm256_setzero_si256();
+      a_scale = _mm256_setzero_ps();
+      return;
+    }
     alignas(32) int32_t rs[8] = {}, zp[8] = {};
     alignas(32) float sc[8] = {};
-    const bool float_out = t.stage->mode == RequantMode::kFloat;  // a_scale and a_zp are set only then
     for (int i = 0; i < n; ++i) {
       if (t.zb) rs[i] = t.rowsum[g + i];
       if (float_out && t.row_zp) zp[i] = t.a_zp[g + i];

@@ -234,25 +234,34 @@ inline void put_words(const TileArgs& t, int r, const __m256i* v, bool whole, in
   put_staged(t, r, buf, split, 4);
 }
 
-// Row r's 8*NV int32 results, each within the 8-bit output type: the saturating packs are exact.
+// 8*NV int32 results, each within the 8-bit output type, as bytes in column order (the low 8*NV bytes): the
+// saturating packs are exact.
 template <int NV, bool kSigned>
-inline void put_bytes(const TileArgs& t, int r, const __m256i* q, bool whole, int split) {
+inline __m128i pack_bytes(const __m256i* q) {
   static_assert(NV == 1 || NV == 2, "one or two vectors a row");
-  __m128i b;
   if constexpr (NV == 1) {
     const __m128i w = _mm_packs_epi32(_mm256_castsi256_si128(q[0]), _mm256_extracti128_si256(q[0], 1));
-    b = kSigned ? _mm_packs_epi16(w, w) : _mm_packus_epi16(w, w);
+    return kSigned ? _mm_packs_epi16(w, w) : _mm_packus_epi16(w, w);
   } else {
     // packs works per 128-bit lane: the 64-bit quarters are put back in column order after each step.
     const __m256i w = _mm256_permute4x64_epi64(_mm256_packs_epi32(q[0], q[1]), 0xD8);
     const __m256i p = kSigned ? _mm256_packs_epi16(w, w) : _mm256_packus_epi16(w, w);
-    b = _mm256_castsi256_si128(_mm256_permute4x64_epi64(p, 0x08));
+    return _mm256_castsi256_si128(_mm256_permute4x64_epi64(p, 0x08));
   }
-  if (whole) {
-    if constexpr (NV == 1) _mm_storel_epi64(static_cast<__m128i*>(t.c[r]), b);
-    else _mm_storeu_si128(static_cast<__m128i*>(t.c[r]), b);
-    return;
-  }
+}
+
+// The 8*NV bytes of pack_bytes at dst.
+template <int NV>
+inline void store_bytes(void* dst, __m128i b) {
+  if constexpr (NV == 1) _mm_storel_epi64(static_cast<__m128i*>(dst), b);
+  else _mm_storeu_si128(static_cast<__m128i*>(dst), b);
+}
+
+// Row r's 8*NV int32 results, each within the 8-bit output type.
+template <int NV, bool kSigned>
+inline void put_bytes(const TileArgs& t, int r, const __m256i* q, bool whole, int split) {
+  const __m128i b = pack_bytes<NV, kSigned>(q);
+  if (whole) return store_bytes<NV>(t.c[r], b);
   alignas(16) unsigned char buf[16];
   _mm_store_si128(reinterpret_cast<__m128i*>(buf), b);
   put_staged(t, r, buf, split, 1);
