@@ -224,3 +224,43 @@ def test_one_plan_per_input_shape_reuses_buffers() -> None:
         model(xs)
     assert len(model._plans) == 2
     assert next(iter(model._plans.values())) is plan and [id(a) for a in plan.bufs] == buffers
+
+
+def _mixed_model(rng: np.random.Generator) -> qkern.QuantizedModel:
+    """conv -> cat(conv, conv) -> float_op -> add -> pools -> linear: native steps on both sides of a Python one."""
+    b = ModelBuilder()
+    q0, q1 = qkern.QParams(np.float32(0.04), 128), qkern.QParams(np.float32(0.06), 0, qmin=0)
+    q2 = qkern.QParams(np.float32(0.07), 10)
+    x = b.input(q0, name="x")
+    y = b.conv2d(x, _w(rng, (4, 3, 3, 2)), _wq(rng, 4, True), None, q1, name="c1")
+    z = b.conv2d(y, _w(rng, (4, 3, 3, 4)), _wq(rng, 4, True), None, q2, name="c2")
+    y = b.cat([y, z], q2, name="cat")
+    y = b.float_op([y], lambda xs: np.tanh(xs[0]), q2, name="tanh")
+    y = b.add(y, b.conv2d(y, _w(rng, (8, 3, 3, 8)), _wq(rng, 8, False), None, q2, name="c3"), q1, name="add")
+    y = b.max_pool2d(y, 2, 2, name="mp")
+    y = b.global_avg_pool(y, q1, name="gap")
+    b.output(b.linear(b.flatten(y), _w(rng, (3, 8)), _wq(rng, 3, True), None, q2, name="fc"))
+    return b.build()
+
+
+def test_native_steps_run_as_programs_between_python_steps(isa_threads: object) -> None:
+    """On the native backend a call runs each stretch of consecutive native steps as one `_core.Program` of
+    calls checked when the plan was made (docs/model.md): a float op splits the stretch, and every step's
+    integers equal the step functions run one by one and the reference backend."""
+    rng = np.random.default_rng(5)
+    model = _mixed_model(rng)
+    xf = rng.standard_normal((2, 2, 6, 6)).astype(np.float32)
+    first = model.trace(xf)
+    plan = next(iter(model._plans.values()))
+    kinds = [type(r).__name__ for r in plan.runs]
+    assert kinds == ["Program", "function", "Program"], kinds
+    assert [len(plan.runs[0]), len(plan.runs[2])] == [4, 5]  # c1, c2, the cat's two parts | c3, add, pools, fc
+    for fn in plan.fns:  # the step functions one by one write the same buffers
+        fn()
+    by_step = {name: plan.bufs[i].copy() for i, name in enumerate(s.name for s in model.steps)}
+    again = model.trace(xf)
+    with qkern.backend("reference"):
+        ref = model.trace(xf)
+    for name in ref:
+        assert np.array_equal(first[name], ref[name]), name
+        assert np.array_equal(again[name], ref[name]) and np.array_equal(by_step[name], ref[name]), name

@@ -75,3 +75,40 @@ def test_bench_conv_cli_checks_and_reports(tmp_path, capsys):
     assert "conv3x3 N=1 6x7 8->16" in out and "qkern" in out
     shapes.write_text("1 6 7 8\n")
     assert cli.main(["bench", "deconv2x2", "--shapes", str(shapes), "--compare", "none"]) == 2
+
+
+def test_bound_calls_keep_their_arrays_and_check_them_when_bound() -> None:
+    """A BoundCall (a model plan's native step, run by `_core.Program`) owns references to what it points
+    into, so it runs correctly after every other reference is gone (the sanitizer run of this file sees a
+    read of freed memory), and its arguments are checked when it is made, with the unbound call's errors."""
+    import gc
+
+    from qkern import _backend
+
+    core = _backend.core
+    if core is None:
+        pytest.skip("qkern._core is not built")
+    rng = np.random.default_rng(3)
+    a, b = rng.integers(0, 256, (2, 4, 5, 7), dtype=np.uint8), rng.integers(0, 256, (2, 4, 5, 7), dtype=np.uint8)
+    table = rng.integers(0, 256, 65536, dtype=np.uint8)
+    out = np.empty_like(a)
+    want = table[a.astype(np.int64) * 256 + b]
+    program = core.Program([core.bind_model_pair_table(a, b, table, out)])
+    del a, b, table
+    gc.collect()
+    program()
+    assert np.array_equal(out, want)
+    w = rng.integers(-128, 128, (3, 3, 3, 2)).astype(np.int8)
+    packed = qkern.PackedConv3x3(w, 0, None, None, padding=1)
+    x = rng.integers(0, 256, (1, 5, 5, 2), dtype=np.uint8)
+    res = np.empty((1, 5, 5, 3), np.int32)
+    with pytest.raises(ValueError, match="out has the wrong shape"):
+        packed._core.bind(x, 0, np.empty((1, 4, 4, 3), np.int32))
+    with pytest.raises(ValueError, match="table must have 65536 entries"):
+        core.bind_model_pair_table(x, x, np.zeros(10, np.uint8), np.empty_like(x))
+    call = packed._core.bind(x, 7, res)
+    want = qkern.reference.conv3x3(x, w, 1, 1, 7, 0, None, None)
+    del packed, x
+    gc.collect()
+    core.Program([call])()
+    assert np.array_equal(res, want)

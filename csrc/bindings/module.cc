@@ -11,6 +11,7 @@ void register_quant(py::module_& m);
 void register_runtime(py::module_& m);
 void register_dynamic(py::module_& m);
 void register_model_ops(py::module_& m);
+void register_program(py::module_& m);
 void register_testing(py::module_& m);
 }  // namespace qk::bind
 
@@ -22,5 +23,6 @@ PYBIND11_MODULE(_core, m) {
   qk::bind::register_runtime(m);
   qk::bind::register_dynamic(m);
   qk::bind::register_model_ops(m);
+  qk::bind::register_program(m);
   qk::bind::register_testing(m);
 }

@@ -1,7 +1,8 @@
 // register_model_ops.cc: bindings of the model runtime's integer ops (qkern.model.native calls these).
 //
 // Every argument is checked here, so a direct `_core` call with bad buffers raises instead of reading or
-// writing out of bounds. The GIL is released while an op runs.
+// writing out of bounds. The GIL is released while an op runs. Each op has a bound form (`bind_model_*`,
+// bound_call.h): checked once, run by a model plan's Program.
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
@@ -10,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "bindings/bound_call.h"
 #include "bindings/common.h"
 #include "qkern/model_ops.h"
 
@@ -76,28 +78,26 @@ ChannelSlice channel_slice(const py::array& src, const py::array& dst, py::ssize
   return {cols == 0 ? 0 : static_cast<int64_t>(src.size() / cols), cols, total};
 }
 
-void rescale(const py::array& src, py::array dst, py::ssize_t col_offset, int32_t in_zp, int32_t mult,
+Work rescale_work(const py::array& src, py::array dst, py::ssize_t col_offset, int32_t in_zp, int32_t mult,
              int32_t shift, int32_t out_zp, int32_t qmin, int32_t qmax) {
   const DType st = quant_dtype(src, "src"), dt = quant_dtype(dst, "dst");
   const ChannelSlice slice = channel_slice(src, dst, col_offset);
   const RescaleParams p = rescale_params(st, dt, in_zp, mult, shift, out_zp, qmin, qmax);
   const void* s = src.data();
   void* d = static_cast<char*>(dst.mutable_data()) + col_offset;
-  py::gil_scoped_release release;
-  model_rescale(st, s, slice.cols, dt, d, slice.total, slice.rows, slice.cols, p);
+  return [=] { model_rescale(st, s, slice.cols, dt, d, slice.total, slice.rows, slice.cols, p); };
 }
 
-void copy_channels(const py::array& src, py::array dst, py::ssize_t col_offset) {
+Work copy_channels_work(const py::array& src, py::array dst, py::ssize_t col_offset) {
   const DType st = quant_dtype(src, "src"), dt = quant_dtype(dst, "dst");
   if (st != dt) throw py::type_error("src and dst must have one dtype");
   const ChannelSlice slice = channel_slice(src, dst, col_offset);
   const void* s = src.data();
   void* d = static_cast<char*>(dst.mutable_data()) + col_offset;
-  py::gil_scoped_release release;
-  model_copy_rows(s, slice.cols, d, slice.total, slice.rows, slice.cols);
+  return [=] { model_copy_rows(s, slice.cols, d, slice.total, slice.rows, slice.cols); };
 }
 
-void add(const py::array& a, const py::array& b, py::array out, int32_t z1, int32_t m1, int32_t s1,
+Work add_work(const py::array& a, const py::array& b, py::array out, int32_t z1, int32_t m1, int32_t s1,
          int32_t z2, int32_t m2, int32_t s2, int32_t mo, int32_t so, int32_t out_zp, int32_t qmin, int32_t qmax) {
   const DType at = quant_dtype(a, "a"), bt = quant_dtype(b, "b"), ot = quant_dtype(out, "out");
   require_c_contiguous(a, "a");
@@ -111,11 +111,10 @@ void add(const py::array& a, const py::array& b, py::array out, int32_t z1, int3
   const int64_t n = a.size();
   const void *pa = a.data(), *pb = b.data();
   void* po_ = out.mutable_data();
-  py::gil_scoped_release release;
-  model_add(at, pa, bt, pb, ot, po_, n, p);
+  return [=] { model_add(at, pa, bt, pb, ot, po_, n, p); };
 }
 
-void pair_table(const py::array& a, const py::array& b, const py::array& table, py::array out) {
+Work pair_table_work(const py::array& a, const py::array& b, const py::array& table, py::array out) {
   quant_dtype(a, "a");
   quant_dtype(b, "b");
   quant_dtype(table, "table");
@@ -131,8 +130,7 @@ void pair_table(const py::array& a, const py::array& b, const py::array& table, 
   const auto* pt = static_cast<const uint8_t*>(table.data());
   auto* po = static_cast<uint8_t*>(out.mutable_data());
   const int64_t n = a.size();
-  py::gil_scoped_release release;
-  model_pair_table(pa, pb, pt, po, n);
+  return [=] { model_pair_table(pa, pb, pt, po, n); };
 }
 
 void check_nhwc(const py::array& x, const char* name) {
@@ -140,7 +138,7 @@ void check_nhwc(const py::array& x, const char* name) {
   if (x.ndim() != 4) throw py::value_error(std::string(name) + " must be 4-D NHWC");
 }
 
-void max_pool(const py::array& x, py::array out, int k, int stride, int pad) {
+Work max_pool_work(const py::array& x, py::array out, int k, int stride, int pad) {
   const DType t = quant_dtype(x, "x");
   check_nhwc(x, "x");
   if (quant_dtype(out, "out") != t) throw py::type_error("out must have x's dtype");
@@ -152,11 +150,10 @@ void max_pool(const py::array& x, py::array out, int k, int stride, int pad) {
   check_out_disjoint(out, x);
   const void* px = x.data();
   void* pout = out.mutable_data();
-  py::gil_scoped_release release;
-  model_max_pool(t, px, n, h, w, c, k, stride, pad, pout, ho, wo);
+  return [=] { model_max_pool(t, px, n, h, w, c, k, stride, pad, pout, ho, wo); };
 }
 
-void avg_pool(const py::array& x, py::array out, int k, int stride, int32_t in_zp, int32_t mult, int32_t shift,
+Work avg_pool_work(const py::array& x, py::array out, int k, int stride, int32_t in_zp, int32_t mult, int32_t shift,
               int32_t out_zp, int32_t qmin, int32_t qmax) {
   const DType it = quant_dtype(x, "x"), ot = quant_dtype(out, "out");
   check_nhwc(x, "x");
@@ -169,11 +166,10 @@ void avg_pool(const py::array& x, py::array out, int k, int stride, int32_t in_z
   const RescaleParams p = rescale_params(it, ot, in_zp, mult, shift, out_zp, qmin, qmax);
   const void* px = x.data();
   void* pout = out.mutable_data();
-  py::gil_scoped_release release;
-  model_avg_pool(it, px, n, h, w, c, k, stride, ot, pout, ho, wo, p);
+  return [=] { model_avg_pool(it, px, n, h, w, c, k, stride, ot, pout, ho, wo, p); };
 }
 
-void global_avg_pool(const py::array& x, py::array out, int32_t in_zp, int32_t mult, int32_t shift,
+Work global_avg_pool_work(const py::array& x, py::array out, int32_t in_zp, int32_t mult, int32_t shift,
                      int32_t out_zp, int32_t qmin, int32_t qmax) {
   const DType it = quant_dtype(x, "x"), ot = quant_dtype(out, "out");
   check_nhwc(x, "x");
@@ -184,27 +180,27 @@ void global_avg_pool(const py::array& x, py::array out, int32_t in_zp, int32_t m
   const RescaleParams p = rescale_params(it, ot, in_zp, mult, shift, out_zp, qmin, qmax);
   const void* px = x.data();
   void* pout = out.mutable_data();
-  py::gil_scoped_release release;
-  model_global_avg_pool(it, px, n, hw, c, ot, pout, p);
+  return [=] { model_global_avg_pool(it, px, n, hw, c, ot, pout, p); };
 }
 
 }  // namespace
 
 void register_model_ops(py::module_& m) {
   using namespace pybind11::literals;
-  m.def("model_rescale", &rescale, "src"_a, "dst"_a, "col_offset"_a, "in_zp"_a, "multiplier"_a, "shift"_a,
-        "out_zp"_a, "qmin"_a, "qmax"_a, "Eq. (M2) into dst[..., col_offset:col_offset+C] (internal).");
-  m.def("model_copy_channels", &copy_channels, "src"_a, "dst"_a, "col_offset"_a,
-        "src into dst[..., col_offset:col_offset+C], same dtype (internal).");
-  m.def("model_add", &add, "a"_a, "b"_a, "out"_a, "z1"_a, "m1"_a, "s1"_a, "z2"_a, "m2"_a, "s2"_a, "mo"_a, "so"_a,
-        "out_zp"_a, "qmin"_a, "qmax"_a, "Eq. (M3) (internal).");
-  m.def("model_pair_table", &pair_table, "a"_a, "b"_a, "table"_a, "out"_a,
-        "out = table[a_byte * 256 + b_byte] (internal).");
-  m.def("model_max_pool", &max_pool, "x"_a, "out"_a, "k"_a, "stride"_a, "pad"_a, "NHWC max pool (internal).");
-  m.def("model_avg_pool", &avg_pool, "x"_a, "out"_a, "k"_a, "stride"_a, "in_zp"_a, "multiplier"_a, "shift"_a,
-        "out_zp"_a, "qmin"_a, "qmax"_a, "Eq. (M5) (internal).");
-  m.def("model_global_avg_pool", &global_avg_pool, "x"_a, "out"_a, "in_zp"_a, "multiplier"_a, "shift"_a, "out_zp"_a,
-        "qmin"_a, "qmax"_a, "Eq. (M5) over H*W (internal).");
+  def_with_bound(m, "model_rescale", &rescale_work, "Eq. (M2) into dst[..., col_offset:col_offset+C] (internal).",
+                 "src"_a, "dst"_a, "col_offset"_a, "in_zp"_a, "multiplier"_a, "shift"_a, "out_zp"_a, "qmin"_a, "qmax"_a);
+  def_with_bound(m, "model_copy_channels", &copy_channels_work,
+                 "src into dst[..., col_offset:col_offset+C], same dtype (internal).", "src"_a, "dst"_a, "col_offset"_a);
+  def_with_bound(m, "model_add", &add_work, "Eq. (M3) (internal).", "a"_a, "b"_a, "out"_a, "z1"_a, "m1"_a, "s1"_a,
+                 "z2"_a, "m2"_a, "s2"_a, "mo"_a, "so"_a, "out_zp"_a, "qmin"_a, "qmax"_a);
+  def_with_bound(m, "model_pair_table", &pair_table_work, "out = table[a_byte * 256 + b_byte] (internal).", "a"_a,
+                 "b"_a, "table"_a, "out"_a);
+  def_with_bound(m, "model_max_pool", &max_pool_work, "NHWC max pool (internal).", "x"_a, "out"_a, "k"_a,
+                 "stride"_a, "pad"_a);
+  def_with_bound(m, "model_avg_pool", &avg_pool_work, "Eq. (M5) (internal).", "x"_a, "out"_a, "k"_a, "stride"_a,
+                 "in_zp"_a, "multiplier"_a, "shift"_a, "out_zp"_a, "qmin"_a, "qmax"_a);
+  def_with_bound(m, "model_global_avg_pool", &global_avg_pool_work, "Eq. (M5) over H*W (internal).", "x"_a, "out"_a,
+                 "in_zp"_a, "multiplier"_a, "shift"_a, "out_zp"_a, "qmin"_a, "qmax"_a);
 }
 
 }  // namespace qk::bind

@@ -5,6 +5,7 @@
 
 #include <optional>
 
+#include "bindings/bound_call.h"
 #include "bindings/common.h"
 #include "qkern/conv.h"
 #include "qkern/conv_op.h"
@@ -82,7 +83,8 @@ class PackedGemmCore {
     packed_ = pack_b(current_isa(), b.data(), bt, k, n, n, zp, bi, os, input_bits);
   }
 
-  void run(const py::array& a, int32_t a_zp, py::array& out) const {
+  // The call on these operands, checked (bound_call.h).
+  Work work(const py::array& a, int32_t a_zp, py::array& out) const {
     const PackedB& pb = *packed_;
     if (a.ndim() != 2 || a.shape(1) != pb.k) throw py::value_error("a must be [M, K] with K matching the weights");
     const DType at = quant_dtype(a, "a");
@@ -92,9 +94,9 @@ class PackedGemmCore {
     const void* ap = a.data();
     void* cp = out.mutable_data();
     const int64_t m = a.shape(0);
-    py::gil_scoped_release release;
-    gemm_packed(pb, ap, at, m, pb.k, a_zp, cp, pb.n);
+    return [&pb, ap, at, m, a_zp, cp] { gemm_packed(pb, ap, at, m, pb.k, a_zp, cp, pb.n); };
   }
+  void run(const py::array& a, int32_t a_zp, py::array& out) const { run_released(work(a, a_zp, out)); }
 
   std::string isa() const { return isa_name(packed_->isa); }
   int64_t k() const { return packed_->k; }
@@ -158,7 +160,7 @@ class PackedConv3x3Core {
     op_ = std::make_unique<Conv3x3Op>(isa, cw, stride, padding, input_bits);
   }
 
-  void run(const py::array& x, int32_t x_zp, py::array& out) const {
+  Work work(const py::array& x, int32_t x_zp, py::array& out) const {
     if (x.ndim() != 4 || x.shape(3) != in_channels_) throw py::value_error("x must be [N, H, W, C] with C matching w");
     const ConvInput in = op_->input(x.shape(0), x.shape(1), x.shape(2));
     if (!conv3x3_fits(in.height, in.width, in.padding)) throw py::value_error("x is smaller than the kernel");
@@ -168,9 +170,9 @@ class PackedConv3x3Core {
     check_input(x, "x", out);
     const void* xp = x.data();
     void* op = out.mutable_data();
-    py::gil_scoped_release release;
-    op_->run(in, xp, xt, x_zp, op);
+    return [this, in, xp, xt, x_zp, op] { op_->run(in, xp, xt, x_zp, op); };
   }
+  void run(const py::array& x, int32_t x_zp, py::array& out) const { run_released(work(x, x_zp, out)); }
 
   std::string isa() const { return isa_name(op_->isa()); }
 
@@ -198,7 +200,7 @@ class PackedDeconv2x2Core {
     op_ = std::make_unique<Deconv2x2Op>(isa, cw, input_bits);
   }
 
-  void run(const py::array& x, int32_t x_zp, py::array& out) const {
+  Work work(const py::array& x, int32_t x_zp, py::array& out) const {
     if (x.ndim() != 4 || x.shape(3) != in_channels_) throw py::value_error("x must be [N, H, W, C] with C matching w");
     const ConvInput in = op_->input(x.shape(0), x.shape(1), x.shape(2));
     const DType xt = quant_dtype(x, "x");
@@ -208,9 +210,9 @@ class PackedDeconv2x2Core {
     check_input(x, "x", out);
     const void* xp = x.data();
     void* op = out.mutable_data();
-    py::gil_scoped_release release;
-    op_->run(in, xp, xt, x_zp, op);
+    return [this, in, xp, xt, x_zp, op] { op_->run(in, xp, xt, x_zp, op); };
   }
+  void run(const py::array& x, int32_t x_zp, py::array& out) const { run_released(work(x, x_zp, out)); }
 
   std::string isa() const { return isa_name(op_->isa()); }
 
@@ -237,6 +239,12 @@ void deconv2x2(const py::array& x, const py::array& w, int32_t x_zp, const py::a
   packed.run(x, x_zp, out);
 }
 
+// A packed core's run(x, zero_point, out) as a BoundCall: it keeps the core (whose op it calls) and both arrays.
+template <class Core>
+BoundCall bind_packed(const py::object& self, const py::array& x, int32_t zp, py::array& out) {
+  return BoundCall{self.cast<const Core&>().work(x, zp, out), {self, x, out}};
+}
+
 }  // namespace
 
 void register_ops(py::module_& m) {
@@ -250,6 +258,8 @@ void register_ops(py::module_& m) {
            py::arg("b"), py::arg("b_zero_point"), py::arg("bias"), py::arg("stage"), py::arg("out_dtype"),
            py::arg("input_bits") = 8)
       .def("run", &PackedGemmCore::run, py::arg("a"), py::arg("a_zero_point"), py::arg("out"))
+      .def("bind", &bind_packed<PackedGemmCore>, py::arg("a"), py::arg("a_zero_point"), py::arg("out"),
+           "run's call checked once, for a Program (internal)")
       .def_property_readonly("isa", &PackedGemmCore::isa)
       .def_property_readonly("k", &PackedGemmCore::k)
       .def_property_readonly("n", &PackedGemmCore::n);
@@ -261,6 +271,8 @@ void register_ops(py::module_& m) {
            py::arg("w"), py::arg("w_zero_point"), py::arg("bias"), py::arg("stage"), py::arg("out_dtype"),
            py::arg("stride"), py::arg("padding"), py::arg("input_bits") = 8)
       .def("run", &PackedConv3x3Core::run, py::arg("x"), py::arg("x_zero_point"), py::arg("out"))
+      .def("bind", &bind_packed<PackedConv3x3Core>, py::arg("x"), py::arg("x_zero_point"), py::arg("out"),
+           "run's call checked once, for a Program (internal)")
       .def_property_readonly("isa", &PackedConv3x3Core::isa);
   py::class_<PackedDeconv2x2Core>(m, "PackedDeconv2x2",
                                   "conv_transpose2x2 weights packed once for the selected ISA (internal).")
@@ -269,6 +281,8 @@ void register_ops(py::module_& m) {
            py::arg("w"), py::arg("w_zero_point"), py::arg("bias"), py::arg("stage"), py::arg("out_dtype"),
            py::arg("input_bits") = 8)
       .def("run", &PackedDeconv2x2Core::run, py::arg("x"), py::arg("x_zero_point"), py::arg("out"))
+      .def("bind", &bind_packed<PackedDeconv2x2Core>, py::arg("x"), py::arg("x_zero_point"), py::arg("out"),
+           "run's call checked once, for a Program (internal)")
       .def_property_readonly("isa", &PackedDeconv2x2Core::isa);
   m.def("conv3x3", &conv3x3, py::arg("x"), py::arg("w"), py::arg("stride"), py::arg("padding"),
         py::arg("x_zero_point"), py::arg("w_zero_point"), py::arg("bias"), py::arg("stage"), py::arg("out"));

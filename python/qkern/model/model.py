@@ -27,11 +27,14 @@ class StepInfo(NamedTuple):
 
 
 class _Plan:
-    """Buffers (one per step output, views where a step is a view) and the run functions, in order."""
+    """Buffers (one per step output, views where a step is a view), the run function of each step that has
+    one (`fns`, in order), and what a call runs (`runs`: the same with consecutive native steps merged into
+    one native program each)."""
 
     def __init__(self, bufs: list[np.ndarray], fns: list[Callable[[], object]]) -> None:
         self.bufs = bufs
         self.fns = fns
+        self.runs = native.programs(fns)
 
 
 def _as_float_array(x: Any, what: str) -> np.ndarray:
@@ -183,7 +186,7 @@ class QuantizedModel:
             return self._plan([self._quantize_into(i, f, None) for i, f in zip(self._inputs, fs)])
         for i, f in zip(self._inputs, fs):
             self._quantize_into(i, f, plan.bufs[i])
-        for fn in plan.fns:
+        for fn in plan.runs:
             fn()
         return plan
 
@@ -193,7 +196,7 @@ class QuantizedModel:
             return self._plan([np.ascontiguousarray(q).copy() for q in qs])
         for i, q in zip(self._inputs, qs):
             np.copyto(plan.bufs[i], q)
-        for fn in plan.fns:
+        for fn in plan.runs:
             fn()
         return plan
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -21,6 +22,62 @@ Rescale = tuple[int, int, int, int, int, int, str]  # (z_in, M, shift, z_out, qm
 
 def use_native() -> bool:
     return _backend.core is not None and _backend.get_backend() != "reference"
+
+
+class Parts:
+    """Run functions called in order as one (a cat's parts); `parts` lets bound_calls see each of them."""
+
+    def __init__(self, parts: list[RunFn]) -> None:
+        self.parts = parts
+
+    def __call__(self) -> None:
+        for part in self.parts:
+            part()
+
+
+def bound_calls(fn: RunFn) -> list[Any] | None:
+    """The native calls that do what a plan's step function does, each checked once (`_core.BoundCall`), or
+    None when the function runs Python: a `functools.partial` of a packed core's `run` or of a `model_*`
+    op, or a function whose `parts` attribute lists such partials (a cat)."""
+    core = _backend.core
+    if core is None:
+        return None
+    parts = getattr(fn, "parts", None)
+    if parts is not None:
+        calls = [bound_calls(p) for p in parts]
+        return None if any(c is None for c in calls) else [b for c in calls for b in c]  # type: ignore[union-attr]
+    if not isinstance(fn, functools.partial) or fn.keywords:
+        return None
+    func = fn.func
+    owner = getattr(func, "__self__", None)
+    if getattr(func, "__name__", "") == "run" and owner is not None and hasattr(owner, "bind"):
+        return [owner.bind(*fn.args)]
+    name = getattr(func, "__name__", "")
+    binder = getattr(core, "bind_" + name, None)
+    if binder is not None and func is getattr(core, name, None):
+        return [binder(*fn.args)]
+    return None
+
+
+def programs(fns: list[RunFn]) -> list[RunFn]:
+    """fns with each run of consecutive native step functions replaced by one `_core.Program` (one Python
+    call for all of them; the calls were checked when the steps were planned)."""
+    if not use_native():
+        return fns
+    out: list[RunFn] = []
+    pending: list[Any] = []
+    for fn in fns:
+        calls = bound_calls(fn)
+        if calls is not None:
+            pending += calls
+            continue
+        if pending:
+            out.append(_backend.core.Program(pending))  # type: ignore[union-attr]
+            pending = []
+        out.append(fn)
+    if pending:
+        out.append(_backend.core.Program(pending))  # type: ignore[union-attr]
+    return out
 
 
 def rescale_fn(x: np.ndarray, out: np.ndarray, p: Rescale, col_offset: int = 0) -> RunFn:

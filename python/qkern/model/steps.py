@@ -311,12 +311,7 @@ class CatStep(Step):
             else:
                 fns.append(native.rescale_fn(x, out, params, start))
             start += x.shape[-1]
-
-        def run() -> None:
-            for fn in fns:
-                fn()
-
-        return run
+        return native.Parts(fns)
 
 
 class MaxPoolStep(Step):
