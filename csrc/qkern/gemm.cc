@@ -190,7 +190,8 @@ std::unique_ptr<PackedB> pack_b_layout(Isa isa, const KernelInfo* info, const BS
     build_wide_stage(stage.mode, pb->multiplier.data(), pb->shift.data(), cols / 16, pb->wide.data());
     pb->stage.wide = pb->wide.data();
   }
-  if (info && taps == 1 && n <= kRowBlockMaxN) {  // for row_blocks()
+  // For row_blocks(): the values as packed, which are int8 (u8 B only when stored flipped).
+  if (info && taps == 1 && n <= kRowBlockMaxN && (b.type == DType::kInt8 || flip_b)) {
     pb->narrow_b.resize(static_cast<size_t>(pb->k * n));
     for (int64_t kk = 0; kk < pb->k; ++kk)
       for (int64_t j = 0; j < n; ++j)

@@ -56,7 +56,8 @@ void widen_band(const FirstLayerArgs& a, int64_t img, int64_t iy0, int64_t rows,
   const int64_t c = a.channels, row = a.width * c, border = a.padding * c, band_row = row + 2 * border;
   const size_t need = static_cast<size_t>(rows * band_row + kBandSlack);
   if (band.size() < need) band.resize(need);
-  const int16_t zero = a.x_signed ? static_cast<int8_t>(a.x_zero_point) : static_cast<int16_t>(a.x_zero_point);
+  // The padding byte as the kernel reads x (the byte window_sums and the byte paths use), widened.
+  const int16_t zero = a.x_signed ? static_cast<int8_t>(a.x_zero_point) : static_cast<uint8_t>(a.x_zero_point);
   for (int64_t r = 0; r < rows; ++r) {
     int16_t* d = band.data() + r * band_row;
     const int64_t iy = iy0 + r;
