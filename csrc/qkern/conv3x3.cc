@@ -391,8 +391,9 @@ std::unique_ptr<PackedB> pack_conv3x3(Isa isa, const void* w, DType w_type, int6
   // B[(tap, c), o] = w[o, tap, c]: row stride 1, column stride 9*C.
   const BSource b{w, w_type, 1, 9 * in_channels};
   const int taps = in_channels <= kPatchCinMax ? 1 : in_channels <= kSmallCinMax ? 3 : 9;
-  // A first layer's patch is written as the 8-bit kernels' int16 pairs and read in place (a_int16); the
-  // 7-bit kernels would read a byte patch instead, which costs more than their arithmetic saves.
+  // A first layer is packed for the 8-bit kernels: an int16 kernel computes it from its own widened bands
+  // (KernelInfo::first_layer), where the 7-bit kernels would read a byte patch, which costs more than their
+  // arithmetic saves.
   if (taps == 1) a_bits = 8;
   return pack_b(isa, b, taps, 9 * in_channels / taps, out_channels, w_zp, bias, stage, a_bits);
 }

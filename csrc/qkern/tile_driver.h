@@ -47,7 +47,7 @@ void byte_sums(const KernelInfo& kernel, const uint8_t* p, int64_t rows, int64_t
 std::vector<uint32_t> row_byte_sums(const KernelInfo& kernel, bool a_signed, const uint8_t* p, int64_t count, int64_t len);
 
 // Adds to sums[r] the byte sums of one tap's tile rows, in one batched call: without tap_sums the row
-// maps' rows are evenly spaced (GEMM and deconv rows, a first layer's patch rows), which is checked.
+// maps' rows are evenly spaced (GEMM and deconv rows, a byte patch's rows), which is checked.
 inline void add_tap_sums(const KernelInfo& kernel, const uint8_t* const* rows, int nrows, int64_t len, bool a_signed,
                          uint32_t* sums) {
   const auto at = [&](int r) { return reinterpret_cast<uintptr_t>(rows[r]); };

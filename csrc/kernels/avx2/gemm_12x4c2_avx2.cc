@@ -6,7 +6,7 @@
 // partial sums of a group of 8 rows into one vector whose lane i is row g+i's dot product (the 12 rows are
 // a group of 8 and one of 4: 8 accumulators live at a time). The column's packed
 // int8 pairs are gathered, sign-extended, into a contiguous int16 copy once per call and thread. Rows and K follow WideRows, so the
-// overlapping conv windows and the first-layer int16 patch are read as they are for the other tiles.
+// overlapping conv windows and a widened conv input are read as they are for the other tiles.
 #include "kernels/avx2/gemm_common_avx2.h"
 #include "qkern/kernel_list.h"
 

@@ -73,7 +73,7 @@ inline void widen(const uint8_t* src, bool is_signed, int64_t n, int16_t* dst) {
     const __m256i w = is_signed ? _mm256_cvtepi8_epi16(v) : _mm256_cvtepu8_epi16(v);
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + i), w);
   }
-  if (i + 8 <= n) {  // a narrow row (K of 8-15 bytes: a first layer's patch, a 1x1 conv of 8 channels)
+  if (i + 8 <= n) {  // a narrow row (K of 8-15 bytes: a 1x1 conv of 8 channels)
     const __m128i v = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(src + i));
     _mm_storeu_si128(reinterpret_cast<__m128i*>(dst + i), is_signed ? _mm_cvtepi8_epi16(v) : _mm_cvtepu8_epi16(v));
     i += 8;
@@ -173,7 +173,7 @@ inline void widen_into(WidenCache& cache, const TileArgs& t, int mr) {
 
 inline WideRows widened_rows(const TileArgs& t, int mr) {
   WideRows w;
-  if (t.a_wide) {  // the driver's rows are already int16 (a first layer's patch, a widened conv input)
+  if (t.a_wide) {  // the driver's rows are already int16 (a widened conv input)
     for (int tap = 0; tap < t.taps; ++tap)
       for (int r = 0; r < mr; ++r) w.row[tap][r] = reinterpret_cast<const int16_t*>(t.a[tap][r]);
     return w;
