@@ -246,10 +246,11 @@ def _mixed_model(rng: np.random.Generator) -> qkern.QuantizedModel:
 def test_native_steps_run_as_programs_between_python_steps(isa_threads: object) -> None:
     """On the native backend a call runs each stretch of consecutive native steps as one `_core.Program` of
     calls checked when the plan was made (docs/model.md): a float op splits the stretch, and every step's
-    integers equal the step functions run one by one and the reference backend."""
+    integers equal the step functions run one by one and the reference backend, for a second input too
+    (the programs, not leftovers of the first call, fill the buffers)."""
     rng = np.random.default_rng(5)
     model = _mixed_model(rng)
-    xf = rng.standard_normal((2, 2, 6, 6)).astype(np.float32)
+    xf, xf2 = (rng.standard_normal((2, 2, 6, 6)).astype(np.float32) for _ in range(2))
     first = model.trace(xf)
     plan = next(iter(model._plans.values()))
     kinds = [type(r).__name__ for r in plan.runs]
@@ -258,9 +259,29 @@ def test_native_steps_run_as_programs_between_python_steps(isa_threads: object) 
     for fn in plan.fns:  # the step functions one by one write the same buffers
         fn()
     by_step = {name: plan.bufs[i].copy() for i, name in enumerate(s.name for s in model.steps)}
-    again = model.trace(xf)
+    second = model.trace(xf2)
     with qkern.backend("reference"):
-        ref = model.trace(xf)
+        ref, ref2 = model.trace(xf), model.trace(xf2)
+    assert not np.array_equal(ref["fc"], ref2["fc"])
     for name in ref:
-        assert np.array_equal(first[name], ref[name]), name
-        assert np.array_equal(again[name], ref[name]) and np.array_equal(by_step[name], ref[name]), name
+        assert np.array_equal(first[name], ref[name]) and np.array_equal(by_step[name], ref[name]), name
+        assert np.array_equal(second[name], ref2[name]), name
+
+
+def test_programs_check_seven_bit_inputs_on_every_call() -> None:
+    """A layer packed for 7-bit inputs (its input range within [0, 127]) checks the values on every call of
+    the plan's program, as the packed call itself does: integer input above 127 through run_int raises
+    instead of reaching the saturating 7-bit kernel."""
+    rng = np.random.default_rng(8)
+    b = ModelBuilder()
+    x = b.input(qkern.QParams(np.float32(0.05), 0, qmin=0, qmax=127), name="x")
+    w = np.full((16, 64), 127, np.int8)
+    b.output(b.linear(x, w, qkern.QParams(np.float32(0.01), 0, "int8"), None, qkern.QParams(np.float32(5.0), 0)))
+    model = b.build()
+    good = rng.integers(0, 128, (4, 64)).astype(np.uint8)
+    want = model.run_int(good)
+    bad = np.full((4, 64), 255, np.uint8)
+    for _ in range(2):
+        with pytest.raises(ValueError, match="above 127"):
+            model.run_int(bad)
+    assert np.array_equal(model.run_int(good), want)

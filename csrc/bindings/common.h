@@ -41,16 +41,21 @@ inline void check_out_disjoint(const py::array& out, const py::array& in) {
   if (on != 0 && in_n != 0 && o < i + in_n && i < o + on) throw py::value_error("out must not overlap an input array");
 }
 
-// x (C-contiguous, of dtype t) holds 7-bit activations, the promise of weights packed for the 7-bit kernels
-// (kernels.inc's a_bits): uint8, every value below 128; else a TypeError / ValueError naming x.
+// The values of 7-bit activations, the promise of weights packed for the 7-bit kernels (kernels.inc's a_bits):
+// every byte of p[0, n) below 128, else a ValueError naming the array. Needs no GIL: a bound call (bound_call.h)
+// makes it part of its Work, so it runs on every call, like the unbound call's.
+inline void require_seven_bit_bytes(const void* p, int64_t n, const char* name) {
+  const auto* b = static_cast<const uint8_t*>(p);
+  uint8_t high = 0;
+  for (int64_t i = 0; i < n; ++i) high |= b[i];
+  QK_REQUIRE(!(high & 0x80), std::string(name) + " holds values above 127: the weights were packed for 7-bit inputs");
+}
+
+// x (C-contiguous, of dtype t) holds 7-bit activations: uint8 (else a TypeError naming x), every value below 128.
 inline void check_seven_bit_values(const py::array& x, DType t, const char* name) {
   if (t != DType::kUint8)
     throw py::type_error(std::string(name) + " must be uint8: the weights were packed for 7-bit inputs");
-  const auto* p = static_cast<const uint8_t*>(x.data());
-  uint8_t high = 0;
-  for (py::ssize_t i = 0, n = x.size(); i < n; ++i) high |= p[i];
-  if (high & 0x80)
-    throw py::value_error(std::string(name) + " holds values above 127: the weights were packed for 7-bit inputs");
+  require_seven_bit_bytes(x.data(), x.size(), name);
 }
 
 inline void require_writeable_c_contiguous(const py::array& a, const char* name) {

@@ -18,11 +18,11 @@ void register_testing(py::module_& m);
 PYBIND11_MODULE(_core, m) {
   m.doc() = "qkern native core: exact quantized kernels (see python/qkern for the public API)";
   py::register_exception<qk::ArgumentError>(m, "ArgumentError", PyExc_ValueError);
+  qk::bind::register_program(m);  // first: BoundCall is the return type of the bind functions below
   qk::bind::register_ops(m);
   qk::bind::register_quant(m);
   qk::bind::register_runtime(m);
   qk::bind::register_dynamic(m);
   qk::bind::register_model_ops(m);
-  qk::bind::register_program(m);
   qk::bind::register_testing(m);
 }

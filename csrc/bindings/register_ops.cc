@@ -59,13 +59,18 @@ int checked_input_bits(int bits) {
 }
 
 // The promise of weights packed for 7-bit inputs (input_bits 7): the input is uint8 and it and its zero
-// point (the padding's value) are below 128, on every ISA (the 7-bit kernels are exact only there).
-void check_seven_bit(int bits, const py::array& x, DType t, int32_t zero_point, const char* name) {
+// point (the padding's value) are below 128, on every ISA (the 7-bit kernels are exact only there). The type
+// and the zero point are checked here, once; the values by seven_bit_values, in the call's Work.
+void check_seven_bit(int bits, DType t, int32_t zero_point, const char* name) {
   if (bits == 8) return;
-  check_seven_bit_values(x, t, name);
+  if (t != DType::kUint8)
+    throw py::type_error(std::string(name) + " must be uint8: the weights were packed for 7-bit inputs");
   if (zero_point < 0 || zero_point > 127)
     throw py::value_error(std::string(name) + "'s zero point must be in [0, 127]: the weights were packed for 7-bit inputs");
 }
+
+// The byte count the Work of a 7-bit call scans before it runs (require_seven_bit_bytes), or 0 for 8 bits.
+int64_t seven_bit_scan(int bits, const py::array& x) { return bits == 7 ? static_cast<int64_t>(x.size()) : 0; }
 
 // Weights packed once for the ISA selected at construction (PackedGemm in python/qkern/packed.py).
 class PackedGemmCore {
@@ -88,13 +93,16 @@ class PackedGemmCore {
     const PackedB& pb = *packed_;
     if (a.ndim() != 2 || a.shape(1) != pb.k) throw py::value_error("a must be [M, K] with K matching the weights");
     const DType at = quant_dtype(a, "a");
-    check_seven_bit(input_bits_, a, at, a_zp, "a");
+    check_seven_bit(input_bits_, at, a_zp, "a");
     check_out(out, {a.shape(0), pb.n}, pb.stage.out_dtype);
     check_input(a, "a", out);
     const void* ap = a.data();
     void* cp = out.mutable_data();
-    const int64_t m = a.shape(0);
-    return [&pb, ap, at, m, a_zp, cp] { gemm_packed(pb, ap, at, m, pb.k, a_zp, cp, pb.n); };
+    const int64_t m = a.shape(0), scan = seven_bit_scan(input_bits_, a);
+    return [&pb, ap, at, m, a_zp, cp, scan] {
+      require_seven_bit_bytes(ap, scan, "a");
+      gemm_packed(pb, ap, at, m, pb.k, a_zp, cp, pb.n);
+    };
   }
   void run(const py::array& a, int32_t a_zp, py::array& out) const { run_released(work(a, a_zp, out)); }
 
@@ -165,12 +173,16 @@ class PackedConv3x3Core {
     const ConvInput in = op_->input(x.shape(0), x.shape(1), x.shape(2));
     if (!conv3x3_fits(in.height, in.width, in.padding)) throw py::value_error("x is smaller than the kernel");
     const DType xt = quant_dtype(x, "x");
-    check_seven_bit(input_bits_, x, xt, x_zp, "x");
+    check_seven_bit(input_bits_, xt, x_zp, "x");
     check_out(out, {in.batch, in.out_height(), in.out_width(), out_channels_}, out_dtype_);
     check_input(x, "x", out);
     const void* xp = x.data();
     void* op = out.mutable_data();
-    return [this, in, xp, xt, x_zp, op] { op_->run(in, xp, xt, x_zp, op); };
+    const int64_t scan = seven_bit_scan(input_bits_, x);
+    return [this, in, xp, xt, x_zp, op, scan] {
+      require_seven_bit_bytes(xp, scan, "x");
+      op_->run(in, xp, xt, x_zp, op);
+    };
   }
   void run(const py::array& x, int32_t x_zp, py::array& out) const { run_released(work(x, x_zp, out)); }
 
@@ -204,13 +216,17 @@ class PackedDeconv2x2Core {
     if (x.ndim() != 4 || x.shape(3) != in_channels_) throw py::value_error("x must be [N, H, W, C] with C matching w");
     const ConvInput in = op_->input(x.shape(0), x.shape(1), x.shape(2));
     const DType xt = quant_dtype(x, "x");
-    check_seven_bit(input_bits_, x, xt, x_zp, "x");
+    check_seven_bit(input_bits_, xt, x_zp, "x");
     check_out(out, {in.batch, deconv2x2_out_size(in.height), deconv2x2_out_size(in.width), out_channels_},
               out_dtype_);
     check_input(x, "x", out);
     const void* xp = x.data();
     void* op = out.mutable_data();
-    return [this, in, xp, xt, x_zp, op] { op_->run(in, xp, xt, x_zp, op); };
+    const int64_t scan = seven_bit_scan(input_bits_, x);
+    return [this, in, xp, xt, x_zp, op, scan] {
+      require_seven_bit_bytes(xp, scan, "x");
+      op_->run(in, xp, xt, x_zp, op);
+    };
   }
   void run(const py::array& x, int32_t x_zp, py::array& out) const { run_released(work(x, x_zp, out)); }
 
