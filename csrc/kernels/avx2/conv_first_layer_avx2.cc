@@ -5,8 +5,9 @@
 // elements around the image), into a per-thread buffer. Kernel row dy of a window is then 3*C consecutive
 // elements at the window's corner + dy band rows; its element pairs (2j, 2j+1) are broadcast as one 32-bit
 // load each and multiplied (vpmaddwd) by that pair's weights of 8 output channels. A pair reaching past the
-// kernel row (3*C odd) takes the next element of the band, whose weight is zero. Four pixels at a time, 8
-// or 16 columns a pass, then the tiles' output stage (store_tile): the same integers as the GEMM tiles.
+// kernel row (3*C odd) takes the next element of the band, whose weight is zero. Three or four pixels at a
+// time, 8 or 16 columns a pass, then the tiles' output stage arithmetic (requant8 / store_tile): the same
+// integers as the GEMM tiles.
 #include "kernels/avx2/gemm_common_avx2.h"
 #include "qkern/kernel_list.h"
 #include "qkern/tuning.h"
@@ -50,7 +51,7 @@ std::vector<int16_t> pair_weights(const PackedB& pb) {
   return out;
 }
 
-// Input rows [iy0, iy0 + rows) of image `img` as int16, `pad` elements of x_zero_point on either side of
+// Input rows [iy0, iy0 + rows) of image `img` as int16, padding*C elements of x_zero_point on either side of
 // each row and whole rows of it outside the image, then kBandSlack zeros.
 void widen_band(const FirstLayerArgs& a, int64_t img, int64_t iy0, int64_t rows, std::vector<int16_t>& band) {
   const int64_t c = a.channels, row = a.width * c, border = a.padding * c, band_row = row + 2 * border;
@@ -80,10 +81,11 @@ inline int32_t pair_at(const int16_t* p) {
 }
 
 // Accumulators of N <= kPixelBlock<NV> pixels (corners `step` elements apart), 8*NV columns from w's group.
-// Named accumulators, not an array: GCC keeps an array of vectors on the stack (docs/speed-design.md S3).
+// Named accumulators, not an array: GCC keeps an array of vectors on the stack (docs/speed-design.md S3); not
+// inlined and the loops not unrolled: otherwise GCC schedules the products of several blocks ahead and spills.
 template <int C, int NV, int N>
-__attribute__((noinline)) void pixel_block(const int16_t* corner, int64_t step, int64_t band_row, const int16_t* w, const __m256i* init,
-                        __m256i (*acc)[NV]) {
+__attribute__((noinline)) void pixel_block(const int16_t* corner, int64_t step, int64_t band_row, const int16_t* w,
+                                           const __m256i* init, __m256i (*acc)[NV]) {
   static_assert(N >= 1 && N <= 4 && (NV == 1 || NV == 2), "four pixels of two vectors at most");
   constexpr int kPairs = (3 * C + 1) / 2;
   // Each weight is loaded where it is used: hoisted out of the pixel loop, 3*kPairs*NV of them would spill.
