@@ -3,6 +3,7 @@
 #include <pybind11/pybind11.h>
 #include <pybind11/stl.h>
 
+#include <memory>
 #include <optional>
 
 #include "bindings/bound_call.h"
@@ -60,7 +61,7 @@ int checked_input_bits(int bits) {
 
 // The promise of weights packed for 7-bit inputs (input_bits 7): the input is uint8 and it and its zero
 // point (the padding's value) are below 128, on every ISA (the 7-bit kernels are exact only there). The type
-// and the zero point are checked here, once; the values by seven_bit_values, in the call's Work.
+// and the zero point are checked here, once; the values by require_seven_bit_bytes, in the call's Work.
 void check_seven_bit(int bits, DType t, int32_t zero_point, const char* name) {
   if (bits == 8) return;
   if (t != DType::kUint8)
@@ -71,6 +72,16 @@ void check_seven_bit(int bits, DType t, int32_t zero_point, const char* name) {
 
 // The byte count the Work of a 7-bit call scans before it runs (require_seven_bit_bytes), or 0 for 8 bits.
 int64_t seven_bit_scan(int bits, const py::array& x) { return bits == 7 ? static_cast<int64_t>(x.size()) : 0; }
+
+// A conv op's call (Conv3x3Op, Deconv2x2Op): the 7-bit value scan, then the op; `op` is read when it runs.
+template <class Op>
+Work conv_op_work(const std::unique_ptr<Op>& op, const ConvInput& in, const void* xp, DType xt, int32_t x_zp, void* out,
+                  int64_t scan) {
+  return [&op, in, xp, xt, x_zp, out, scan] {
+    require_seven_bit_bytes(xp, scan, "x");
+    op->run(in, xp, xt, x_zp, out);
+  };
+}
 
 // Weights packed once for the ISA selected at construction (PackedGemm in python/qkern/packed.py).
 class PackedGemmCore {
@@ -178,11 +189,7 @@ class PackedConv3x3Core {
     check_input(x, "x", out);
     const void* xp = x.data();
     void* op = out.mutable_data();
-    const int64_t scan = seven_bit_scan(input_bits_, x);
-    return [this, in, xp, xt, x_zp, op, scan] {
-      require_seven_bit_bytes(xp, scan, "x");
-      op_->run(in, xp, xt, x_zp, op);
-    };
+    return conv_op_work(op_, in, xp, xt, x_zp, op, seven_bit_scan(input_bits_, x));
   }
   void run(const py::array& x, int32_t x_zp, py::array& out) const { run_released(work(x, x_zp, out)); }
 
@@ -222,11 +229,7 @@ class PackedDeconv2x2Core {
     check_input(x, "x", out);
     const void* xp = x.data();
     void* op = out.mutable_data();
-    const int64_t scan = seven_bit_scan(input_bits_, x);
-    return [this, in, xp, xt, x_zp, op, scan] {
-      require_seven_bit_bytes(xp, scan, "x");
-      op_->run(in, xp, xt, x_zp, op);
-    };
+    return conv_op_work(op_, in, xp, xt, x_zp, op, seven_bit_scan(input_bits_, x));
   }
   void run(const py::array& x, int32_t x_zp, py::array& out) const { run_released(work(x, x_zp, out)); }
 

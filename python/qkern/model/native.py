@@ -49,10 +49,9 @@ def bound_calls(fn: RunFn) -> list[Any] | None:
     if not isinstance(fn, functools.partial) or fn.keywords:
         return None
     func = fn.func
-    owner = getattr(func, "__self__", None)
-    if getattr(func, "__name__", "") == "run" and owner is not None and hasattr(owner, "bind"):
+    owner, name = getattr(func, "__self__", None), getattr(func, "__name__", "")
+    if name == "run" and owner is not None and hasattr(owner, "bind"):
         return [owner.bind(*fn.args)]
-    name = getattr(func, "__name__", "")
     binder = getattr(core, "bind_" + name, None)
     if binder is not None and func is getattr(core, name, None):
         return [binder(*fn.args)]
